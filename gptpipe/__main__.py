@@ -1,0 +1,41 @@
+"""`gptpipe <stage> ...` / `python -m gptpipe <stage> ...`: one dispatch table over stage mains."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# Stage name -> module with `main(argv) -> int`. Imported lazily so that `gptpipe fetch` does not
+# pay for importing torch.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "fetch": ("gptpipe.stages.fetch", "resolve every declared source (mirror or download)"),
+    "ingest": ("gptpipe.stages.ingest", "one Wikipedia dump part -> clean prose in Parquet"),
+    "bpe": ("gptpipe.stages.bpe", "train the BPE tokenizer on the ingested text"),
+    "shard": ("gptpipe.stages.shard", "encode text into WebDataset shards of token windows"),
+    "export-hf": ("gptpipe.stages.export_hf", "a model folder -> a Hugging Face OpenAIGPT folder"),
+    "import-hf": ("gptpipe.stages.import_hf", "a Hugging Face GPT-1 folder -> a model folder"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: gptpipe <command> [options]   (gptpipe <command> --help for its options)", ""]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"gptpipe: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return module.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

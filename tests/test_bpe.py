@@ -1,0 +1,105 @@
+"""The tokenizer: both styles, the special-token layout, and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from tokenizers import Tokenizer
+
+from conftest import write_ingest_dir
+from gptpipe import bpe
+from gptpipe.config import BpeConfig
+from gptpipe.errors import GptpipeError
+
+
+@pytest.fixture(scope="module")
+def texts(sample_texts):
+    return sample_texts[:40]
+
+
+def test_bytelevel_layout_and_exact_round_trip(texts):
+    tok = bpe.train(texts, BpeConfig(vocab_size=1000))
+    ids = bpe.special_ids(tok)
+    assert (ids.start, ids.delim, ids.extract, ids.pad, ids.eod) == (1000, 1001, 1002, 1003, 1004)
+    assert ids.vocab_size == tok.get_vocab_size() == 1005
+    sample = texts[3][:2000] + " Ünïcödé — 東京 ✓"
+    assert tok.decode(tok.encode(sample).ids) == sample  # byte-level: no unknown tokens
+    # Special tokens are single ids and never produced from ordinary text.
+    enc = tok.encode("<|start|>hello<|delim|>world<|extract|>")
+    assert enc.ids[0] == ids.start and ids.delim in enc.ids and enc.ids[-1] == ids.extract
+    assert not set(tok.encode(texts[5]).ids) & set(range(1000, 1005))
+
+
+def test_gpt1_style_is_lowercased_with_word_ends(texts):
+    tok = bpe.train(texts, BpeConfig(vocab_size=2000, style="gpt1", limit_alphabet=200))
+    assert tok.token_to_id(bpe.UNK) == 0
+    assert bpe.special_ids(tok).start == 2000
+    pieces = tok.encode("Anarchism is a Political philosophy.").tokens
+    assert all(p == p.lower() for p in pieces)
+    assert any(p.endswith("</w>") for p in pieces)
+    assert tok.decode(tok.encode("anarchism is a political philosophy").ids) == (
+        "anarchism is a political philosophy"
+    )
+
+
+def test_training_is_deterministic(texts):
+    a = bpe.train(texts, BpeConfig(vocab_size=800)).to_str()
+    b = bpe.train(texts, BpeConfig(vocab_size=800)).to_str()
+    assert a == b
+
+
+def test_empty_corpus_is_an_error():
+    with pytest.raises(GptpipeError, match="empty corpus"):
+        bpe.train(iter([]), BpeConfig(vocab_size=500), source="parts/x")
+
+
+def test_corpus_too_small_for_the_vocabulary_is_an_error():
+    with pytest.raises(GptpipeError, match="corpus too small for bpe.vocab_size=5000"):
+        bpe.train(["a tiny corpus with few pairs"] * 3, BpeConfig(vocab_size=5000))
+
+
+def test_load_rejects_bad_files(tmp_path, texts):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(GptpipeError, match="not a valid tokenizer.json"):
+        bpe.load(bad)
+    with pytest.raises(GptpipeError, match="tokenizer file not found"):
+        bpe.load(tmp_path / "missing.json")
+    plain = bpe._new_tokenizer("bytelevel")  # a tokenizer without our special tokens
+    plain.train_from_iterator(texts[:5], trainer=bpe._trainer(BpeConfig(vocab_size=400)))
+    plain.save(str(tmp_path / "plain.json"))
+    with pytest.raises(GptpipeError, match=re.escape("missing special tokens <|start|>")):
+        bpe.load(tmp_path / "plain.json")
+
+
+def _run_stage(*args):
+    return subprocess.run([sys.executable, "-m", "gptpipe", "bpe", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_stage_trains_on_the_train_split_only(tmp_path, texts):
+    rows = [{"id": i, "title": f"t{i}", "text": t, "split": "train"} for i, t in enumerate(texts)]
+    rows.append({"id": 999, "title": "held out", "text": "zqxjv " * 500, "split": "val"})
+    part = write_ingest_dir(tmp_path / "ingest", rows)
+    out = tmp_path / "bpe"
+    res = _run_stage("--ingest", part, "--output", out, "--set", "vocab_size=700")
+    assert res.returncode == 0, res.stderr
+    figures = json.loads((out / "bpe.json").read_text())
+    assert figures["vocab_size"] == 705 and figures["config"]["vocab_size"] == 700
+    assert figures["tokenizer_sha256"] == bpe.file_sha256(out / "tokenizer.json")
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    assert "zqxjv" not in tok.get_vocab()  # learned only from train text
+
+
+def test_stage_fails_in_one_line_on_an_empty_train_split(tmp_path):
+    part = write_ingest_dir(tmp_path / "ingest", [{"id": 1, "title": "a", "text": "b", "split": "val"}])
+    res = _run_stage("--ingest", part, "--output", tmp_path / "bpe")
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("gptpipe bpe: error: ") and "empty corpus" in last
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "bpe").exists()

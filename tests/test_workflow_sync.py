@@ -1,0 +1,106 @@
+"""The Snakefile and dvc.yaml describe the same DAG: stage names, commands, deps, outs, params."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gptpipe.config import SECTIONS
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def _snakemake_jobs() -> dict[str, dict]:
+    """Every job of a forced dry run: name (`rule@part` for wildcards) -> cmd, deps, outs."""
+    out = subprocess.run(
+        [*SNAKEMAKE, "-n", "-p", "--forceall", "--cores", "1"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout
+    jobs = {}
+    for block in re.split(r"\n(?=\[[^\]]+\]\nrule )", out):
+        m = re.search(r"^rule (\w+):", block, re.M)
+        if not m or m.group(1) == "all":
+            continue
+        fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
+        cmd = re.search(r"^Shell command: (.*)$", block, re.M).group(1)
+        cmd = re.sub(r"\s+2>\s+\S+\s*$", "", cmd)  # the log redirect is Snakemake's own
+        name = m.group(1)
+        if "wildcards" in fields:
+            name += "@" + fields["wildcards"].split("=", 1)[1]
+        jobs[name] = {
+            "cmd": " ".join(cmd.split()),
+            "deps": set(fields.get("input", "").split(", ")) - {""},
+            "outs": set(fields["output"].split(", ")),
+        }
+    return jobs
+
+
+def _dvc_stages() -> dict[str, dict]:
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    stages = {}
+    with Repo(str(REPO)) as repo:
+        for stage in repo.index.stages:
+            params = [d for d in stage.deps if isinstance(d, ParamsDependency)]
+            stages[stage.addressing] = {
+                "cmd": " ".join(stage.cmd.split()),
+                "deps": {str(d.def_path) for d in stage.deps if not isinstance(d, ParamsDependency)},
+                "outs": {str(o.def_path) for o in stage.outs},
+                "params": {p for d in params for p in d.params},
+            }
+    return stages
+
+
+@pytest.fixture(scope="module")
+def both():
+    return _snakemake_jobs(), _dvc_stages()
+
+
+def test_same_stages(both):
+    smk, dvc = both
+    assert sorted(smk) == sorted(dvc)
+    assert {name.split("@")[0] for name in dvc} <= set(SECTIONS)
+
+
+@pytest.mark.parametrize("field", ["cmd", "deps", "outs"])
+def test_same_commands_deps_outs(both, field):
+    smk, dvc = both
+    diffs = {n: (smk[n][field], dvc[n][field]) for n in smk if smk[n][field] != dvc[n][field]}
+    assert not diffs, f"Snakefile and dvc.yaml disagree on {field}: {diffs}"
+
+
+def test_each_dvc_stage_tracks_only_its_own_section(both):
+    _, dvc = both
+    for name, stage in dvc.items():
+        assert stage["params"] == {"scale", name.split("@")[0]}, name
+
+
+def test_each_rule_reruns_on_its_own_section_only():
+    rules = (REPO / "workflow/rules/data.smk").read_text()
+    for block in re.split(r"\n(?=rule )", rules):
+        m = re.match(r"rule (\w+):", block)
+        if m:
+            assert f'knobs("{m.group(1)}")' in block, m.group(1)
+            assert re.findall(r'knobs\("(\w+)"\)', block) == [m.group(1)]
+
+
+def test_snakemake_lint_is_clean():
+    """`snakemake --lint`, less its advice to give each rule a conda env or container: every rule
+    runs `python -m gptpipe` from the environment the package is installed in (README), which a
+    per-rule conda env could not contain without installing the package into it again."""
+    res = subprocess.run([*SNAKEMAKE, "--lint"], cwd=REPO, capture_output=True, text=True)
+    text = res.stdout + res.stderr
+    lints = [
+        f"{where.strip()}: {title}"
+        for where, body in re.findall(r"Lints for (.*?):\n(.*?)(?=\nLints for|\Z)", text, re.S)
+        for title in re.findall(r"^\s+\* (.*?):?$", body, re.M)
+        if "conda environment or container" not in title
+    ]
+    assert "Lints for" in text or res.returncode == 0, text
+    assert not lints, lints

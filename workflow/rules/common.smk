@@ -1,0 +1,54 @@
+# Helpers for the rules: paths from the declared sources, per-stage knobs and overrides.
+# The logic lives in gptpipe.workflow (unit-tested); this file only binds it to `config`.
+
+from gptpipe import workflow as gw
+from gptpipe.config import load_params
+
+PARAMS_FILE = "params.yaml"
+FILE_PARAMS = load_params(PARAMS_FILE)
+# Fails here, naming the key, before any job runs.
+CFG = gw.validate(FILE_PARAMS, config)
+PARTS = [s.name for s in CFG["fetch"].dump_parts]
+
+
+wildcard_constraints:
+    part="|".join(PARTS) if PARTS else "^$",
+
+
+def knobs(section):
+    """The resolved section: as a rule's params it reruns the rule when a knob changes."""
+    return gw.knobs(FILE_PARAMS, config, section)
+
+
+def overrides(section):
+    """`--scale/--set` flags for Snakemake `--config` overrides (empty without them)."""
+    return gw.cli_overrides(FILE_PARAMS, config, section)
+
+
+def code(stage):
+    """The package modules a stage runs: editing them reruns it."""
+    return list(gw.STAGE_CODE[stage])
+
+
+def fetch_extra():
+    flags = overrides("fetch")
+    mirror = config.get("mirror")
+    return f"--mirror {mirror} {flags}".strip() if mirror else flags
+
+
+def fetch_outputs():
+    return [f"data/{p}" for p in gw.fetch_outputs(CFG["fetch"])]
+
+
+def dump_file(wildcards):
+    return f"data/{CFG['fetch'].source(wildcards.part).path}"
+
+
+def dump_index_flag(wildcards):
+    index = CFG["fetch"].source(wildcards.part).index_path
+    return f"--index data/{index}" if index else ""
+
+
+def dump_inputs(wildcards):
+    src = CFG["fetch"].source(wildcards.part)
+    return [f"data/{p}" for p in (src.path, src.index_path) if p]

@@ -1,0 +1,76 @@
+# The data half: fetch -> ingest{part} -> bpe -> shard. Thin shell rules over `gptpipe <stage>`.
+# Stages use every core they are given (CPU affinity), so `threads:` only tells the scheduler;
+# command lines stay identical to dvc.yaml's.
+
+
+rule fetch:
+    input:
+        code("fetch"),
+    output:
+        fetch_outputs(),
+    params:
+        knobs=knobs("fetch"),
+        extra=fetch_extra(),
+    log:
+        "results/logs/fetch.log",
+    shell:
+        "python -m gptpipe fetch --params params.yaml --output data {params.extra} 2> {log}"
+
+
+rule ingest:
+    input:
+        dump_inputs,
+        code("ingest"),
+    output:
+        directory("results/ingest/{part}"),
+    params:
+        knobs=knobs("ingest"),
+        extra=overrides("ingest"),
+        dump=dump_file,
+        index=dump_index_flag,
+    threads: workflow.cores
+    log:
+        "results/logs/ingest/{part}.log",
+    benchmark:
+        "results/benchmarks/ingest/{part}.tsv"
+    shell:
+        "python -m gptpipe ingest --params params.yaml --input {params.dump} {params.index}"
+        " --output {output} {params.extra} 2> {log}"
+
+
+rule bpe:
+    input:
+        ingest=expand("results/ingest/{part}", part=PARTS),
+        code=code("bpe"),
+    output:
+        directory("results/bpe"),
+    params:
+        knobs=knobs("bpe"),
+        extra=overrides("bpe"),
+    log:
+        "results/logs/bpe.log",
+    benchmark:
+        "results/benchmarks/bpe.tsv"
+    shell:
+        "python -m gptpipe bpe --params params.yaml --ingest {input.ingest} --output {output}"
+        " {params.extra} 2> {log}"
+
+
+rule shard:
+    input:
+        ingest=expand("results/ingest/{part}", part=PARTS),
+        bpe="results/bpe",
+        code=code("shard"),
+    output:
+        directory("results/shard"),
+    params:
+        knobs=knobs("shard"),
+        extra=overrides("shard"),
+    threads: workflow.cores
+    log:
+        "results/logs/shard.log",
+    benchmark:
+        "results/benchmarks/shard.tsv"
+    shell:
+        "python -m gptpipe shard --params params.yaml --ingest {input.ingest}"
+        " --tokenizer {input.bpe}/tokenizer.json --output {output} {params.extra} 2> {log}"
