@@ -73,7 +73,7 @@ def validate(file_params: Mapping, config: Mapping) -> dict:
 # The package modules each stage runs: inputs of its rule and deps of its DVC stage, so editing
 # a stage's code reruns that stage (and what depends on it) under both tools.
 STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "fetch": ("gptpipe/sources.py", "gptpipe/stages/fetch.py"),
+    "fetch": ("gptpipe/sources.py", "gptpipe/multistream.py", "gptpipe/stages/fetch.py"),
     "ingest": ("gptpipe/wiki.py", "gptpipe/wikitext.py", "gptpipe/stages/ingest.py"),
     "bpe": ("gptpipe/bpe.py", "gptpipe/stages/bpe.py"),
     "shard": ("gptpipe/shards.py", "gptpipe/stages/shard.py"),
@@ -81,8 +81,7 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
 
 
 def fetch_outputs(fetch_cfg: Any) -> list[str]:
-    """Relative paths (under `data/`) of every file `fetch` produces, in declaration order."""
-    out: list[str] = []
-    for src in fetch_cfg.sources:
-        out += [p for p in (src.path, src.index_path) if p]
-    return out
+    """Relative paths (under `data/`) of every file or folder `fetch` produces."""
+    from .sources import output_paths
+
+    return output_paths(fetch_cfg)
