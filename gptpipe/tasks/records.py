@@ -1,0 +1,93 @@
+"""What reading one task split yields besides examples: the `LoadReport` and its parts.
+
+Shared by the format readers in `loaders`: a mutable `Collector` tallies records while a file
+is read and is frozen into a `LoadReport` at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from ..errors import GptpipeError
+from .spec import Example, TaskSpec
+
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A record that could not be read. `line` is 1-based: the file's line for TSV/JSONL/CSV,
+    the question number within the article file for RACE."""
+
+    file: str
+    line: int
+    why: str
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What reading one split did: `rows` data records read (header excluded) =
+    `kept` + malformed + sum(`dropped`)."""
+
+    file: str
+    rows: int
+    kept: int
+    malformed: tuple[Malformed, ...]
+    dropped: Mapping[str, int]  # records left out by a rule, by rule name
+
+    def to_dict(self) -> dict:
+        return {
+            "file": self.file, "rows": self.rows, "kept": self.kept,
+            "malformed": [{"file": m.file, "line": m.line, "why": m.why} for m in self.malformed],
+            "dropped": dict(self.dropped),
+        }
+
+
+@dataclass
+class Collector:
+    """Mutable tally while one split is read; frozen into a LoadReport at the end."""
+
+    file: Path
+    rows: int = 0
+    examples: list[Example] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # line of each kept example, for errors
+    malformed: list[Malformed] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)
+
+    def bad(self, line: int, why: str, where: Path | None = None) -> None:
+        self.malformed.append(Malformed(str(where or self.file), line, why))
+
+    def add(self, example: Example, line: int) -> None:
+        self.examples.append(example)
+        self.lines.append(line)
+
+
+def parse_label(raw: str, spec: TaskSpec, where: str) -> int | float:
+    """Class index of `raw` (as the files spell it), or the float score of a regression task."""
+    if spec.kind == "regression":
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):  # float() also accepts "nan" and "inf"
+            raise GptpipeError(f"{where}: unknown label {raw!r} (expected a number)")
+        return value
+    try:
+        return spec.label_names.index(raw)
+    except ValueError:
+        raise GptpipeError(
+            f"{where}: unknown label {raw!r} (expected one of {', '.join(spec.label_names)})"
+        ) from None
+
+
+def raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, bytes without its line end), split on `\\n` only."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if n == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM):]
+            yield n, raw.rstrip(b"\r\n")
