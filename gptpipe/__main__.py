@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "shard": ("gptpipe.stages.shard", "encode text into WebDataset shards of token windows"),
     "export-hf": ("gptpipe.stages.export_hf", "a model folder -> a Hugging Face OpenAIGPT folder"),
     "import-hf": ("gptpipe.stages.import_hf", "a Hugging Face GPT-1 folder -> a model folder"),
+    "export-hf": ("gptpipe.stages.export_hf", "a model folder -> a Hugging Face OpenAIGPT folder"),
+    "import-hf": ("gptpipe.stages.import_hf", "a Hugging Face GPT-1 folder -> a model folder"),
 }
 
 
