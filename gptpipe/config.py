@@ -143,11 +143,10 @@ class ShardConfig:
 
     context: int = 512  # tokens the model sees; windows hold context + 1 (inputs and targets)
     samples_per_shard: int = 2_000  # windows per tar shard
-    processes: int = 0  # encoding processes; 0 = one per available core
 
     def __post_init__(self) -> None:
-        if self.context < 2 or self.samples_per_shard < 1 or self.processes < 0:
-            raise ValueError("context >= 2, samples_per_shard >= 1, processes >= 0")
+        if self.context < 2 or self.samples_per_shard < 1:
+            raise ValueError("context >= 2, samples_per_shard >= 1")
 
 
 SECTIONS: dict[str, type] = {
