@@ -241,14 +241,16 @@ def _read_single(dump: Path, job: _Job, processes: int) -> Iterator[Batch]:
 def _map(fn: Callable, items: Iterable, processes: int) -> Iterator[Batch]:
     """`map(fn, items)` in order, over `processes` worker processes when more than one.
 
-    Workers are forked (cheap, and they need nothing the parent has not imported); the pool's
-    feeder thread pulls `items`, so a generator that decompresses overlaps with the workers.
+    Workers come from a fork server, not a plain fork: forking a process whose libraries run
+    threads (polars, pyarrow, torch, as when `run` is called in-process) can deadlock the child
+    on a lock some thread held. The pool's feeder thread pulls `items`, so a generator that
+    decompresses overlaps with the workers.
     """
     if processes <= 1:
         yield from map(fn, items)
         return
     methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     with ctx.Pool(processes) as pool:
         yield from pool.imap(fn, items)
 
