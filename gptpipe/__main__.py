@@ -12,8 +12,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("gptpipe.stages.ingest", "one Wikipedia dump part -> clean prose in Parquet"),
     "bpe": ("gptpipe.stages.bpe", "train the BPE tokenizer on the ingested text"),
     "shard": ("gptpipe.stages.shard", "encode text into WebDataset shards of token windows"),
-    "export-hf": ("gptpipe.stages.export_hf", "a model folder -> a Hugging Face OpenAIGPT folder"),
-    "import-hf": ("gptpipe.stages.import_hf", "a Hugging Face GPT-1 folder -> a model folder"),
+    "pretrain": ("gptpipe.stages.pretrain", "pre-train the language model on the shards"),
+    "finetune": ("gptpipe.stages.finetune", "fine-tune a model on one task (variant, seed)"),
+    "sample": ("gptpipe.stages.sample", "generate text from a model folder"),
     "export-hf": ("gptpipe.stages.export_hf", "a model folder -> a Hugging Face OpenAIGPT folder"),
     "import-hf": ("gptpipe.stages.import_hf", "a Hugging Face GPT-1 folder -> a model folder"),
 }
