@@ -33,7 +33,8 @@ from . import bpe
 from .atomic import atomic_path
 from .errors import GptpipeError
 from .model import INIT_STD, GPTConfig
-from .modeldir import TOKENIZER, build_model, load_model_dir, read_weights, save_model_dir
+from .modeldir import (TOKENIZER, build_model, load_model_dir, model_folder, read_weights,
+                       save_model_dir)
 
 HF_CONFIG = "config.json"
 HF_WEIGHTS = "model.safetensors"
@@ -275,7 +276,7 @@ def import_tokenizer(hf_dir: Path) -> Tokenizer:
 
 def export_hf(model_dir: str | Path, hf_dir: str | Path) -> dict:
     """Write an `OpenAIGPTLMHeadModel` folder (weights, config, tokenizer files) atomically."""
-    model_dir = Path(model_dir)
+    model_dir = model_folder(Path(model_dir))  # a model folder or a `pretrain` output
     model, cfg = load_model_dir(model_dir)
     tok, ids = bpe.load(model_dir / TOKENIZER)
     if ids.vocab_size != cfg.vocab_size:

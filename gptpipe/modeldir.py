@@ -66,18 +66,28 @@ def save_model_dir(
         bpe.save(tok, tmp / TOKENIZER)
 
 
+def model_folder(path: Path) -> Path:
+    """`path` itself if it holds `model.json`, else `path/model` (a `pretrain` output)."""
+    for candidate in (path, path / "model"):
+        if (candidate / CONFIG).is_file():
+            missing = [n for n in FILES if not (candidate / n).is_file()]
+            if missing:
+                raise GptpipeError(f"{candidate / missing[0]}: missing; a model folder holds "
+                                   f"{', '.join(FILES)}")
+            return candidate
+    if not path.is_dir():
+        raise GptpipeError(f"{path}: model folder not found")
+    raise GptpipeError(f"{path}: not a model folder ({', '.join(FILES)}) nor a pretrain output "
+                       "with one in model/")
+
+
 def load_model_dir(model_dir: str | Path) -> tuple[GPT, GPTConfig]:
     """The model (float32, CPU, eval mode) and its config from a folder `save_model_dir` wrote.
 
     Raises GptpipeError naming the file for a missing file, a bad `model.json`, a truncated or
     corrupt `model.safetensors`, or weights whose names or shapes disagree with the config.
     """
-    d = Path(model_dir)
-    if not d.is_dir():
-        raise GptpipeError(f"{d}: model folder not found")
-    for name in FILES:
-        if not (d / name).is_file():
-            raise GptpipeError(f"{d / name}: missing; a model folder holds {', '.join(FILES)}")
+    d = model_folder(Path(model_dir))
     cfg = read_config(d / CONFIG)
     return build_model(cfg, read_weights(d / WEIGHTS), d / WEIGHTS), cfg
 

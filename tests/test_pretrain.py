@@ -225,6 +225,18 @@ def test_sample_continues_the_prompt(trained, capsys):
     assert capsys.readouterr().out.startswith("A")
     assert sample.main(["--model", str(trained / "nope"), "--prompt", "A"]) == 1
     assert "model folder not found" in capsys.readouterr().err
+    # The `pretrain` output folder itself is accepted wherever a model folder is.
+    assert sample.run(trained / "out", "The history of", tokens=12, seed=3) == text
+
+
+def test_export_hf_takes_the_pretrain_output(trained, tmp_path):
+    from transformers import OpenAIGPTLMHeadModel
+
+    from gptpipe.stages import export_hf
+
+    assert export_hf.main(["--input", str(trained / "out"), "--output", str(tmp_path / "hf")]) == 0
+    _, info = OpenAIGPTLMHeadModel.from_pretrained(tmp_path / "hf", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
 
 
 @pytest.mark.parametrize("name, precision, tflops", [

@@ -1,6 +1,6 @@
 """`gptpipe sample`: generate text from a model folder, as a quick look at what it learned.
 
-    gptpipe sample --model results/pretrain/model --prompt "The history of" --tokens 60
+    gptpipe sample --model results/pretrain --prompt "The history of" --tokens 60
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from .. import bpe
 from ..errors import GptpipeError
 from ..model import GPT
-from ..modeldir import TOKENIZER, load_model_dir
+from ..modeldir import TOKENIZER, load_model_dir, model_folder
 from .common import run_cli
 
 NAME = "sample"
@@ -56,8 +56,9 @@ def run(model_dir: Path, prompt: str, tokens: int = 50, temperature: float = 0.8
     """The prompt followed by the sampled continuation, decoded."""
     if tokens < 0 or temperature < 0 or (top_k is not None and top_k < 0):
         raise GptpipeError("--tokens, --temperature and --top-k must be >= 0")
-    model, cfg = load_model_dir(model_dir)
-    tok, ids = bpe.load(Path(model_dir) / TOKENIZER)
+    folder = model_folder(Path(model_dir))
+    model, cfg = load_model_dir(folder)
+    tok, ids = bpe.load(folder / TOKENIZER)
     prompt_ids = tok.encode(prompt).ids or [ids.eod]  # an empty prompt starts a new document
     if len(prompt_ids) > cfg.context:
         log.warning("the prompt has %d tokens; the model sees the last %d", len(prompt_ids),
