@@ -1,0 +1,399 @@
+"""Fine-tuning (gptpipe/finetune, gptpipe/stages/finetune.py): task heads per input
+transformation, the task + λ·LM loss, bucketed batches, the stage's outputs and its errors.
+
+A micro model (2 layers, 64 wide) with a 1,024-token BPE learned from the sample's task texts;
+examples come from the real task files in the mirror, capped to tens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gptpipe import bpe
+from gptpipe.config import BpeConfig, load_params, resolve_section
+from gptpipe.finetune.body import build_gpt, open_body
+from gptpipe.errors import GptpipeError
+from gptpipe.finetune.data import CAP_SALT, cap, load_task, recipe
+from gptpipe.finetune.loop import (
+    TrainSettings, collate, length_batches, lr_at, train, warmup_steps,
+)
+from gptpipe.finetune.model import TaskModel, lm_loss, task_loss
+from gptpipe.model import GPT, GPTConfig
+from gptpipe.modeldir import save_model_dir
+from gptpipe.stages import finetune as stage
+from gptpipe.tasks.loaders import load_split
+from gptpipe.tasks.transforms import encode_examples
+
+REPO = Path(__file__).resolve().parents[1]
+KINDS = {"single": "SST-2", "pair": "RTE", "similarity": "MRPC", "regression": "STS-B",
+         "multiple_choice": "StoryCloze"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices gain nothing from threads, and a busy machine makes them spin."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def micro_cfg(shared_data):
+    """The micro scale's `finetune` section, reading the mirror like `data/`."""
+    params = load_params(REPO / "params.yaml") | {"scale": "micro"}
+    return resolve_section(params, "finetune")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(shared_data):
+    glue = shared_data / "glue"
+    texts = [line.split("\t")[0] for line in
+             (glue / "SST-2/train.tsv").read_text(encoding="utf-8").splitlines()[1:6000]]
+    texts += [line.split("\t")[-1] for line in
+              (glue / "CoLA/train.tsv").read_text(encoding="utf-8").splitlines()]
+    return bpe.train(texts, BpeConfig(vocab_size=1024), source="test corpus")
+
+
+def _gpt(tok, seed: int = 0, dropout: float = 0.1) -> GPT:
+    cfg = GPTConfig.preset("micro", vocab_size=tok.get_vocab_size(), embd_dropout=dropout,
+                           attn_dropout=dropout, resid_dropout=dropout)
+    return GPT(cfg, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tokenizer) -> Path:
+    out = tmp_path_factory.mktemp("model") / "pretrain"
+    gpt = _gpt(tokenizer)
+    save_model_dir(gpt, gpt.cfg, tokenizer, out / "model")  # laid out like `pretrain`'s output
+    return out
+
+
+def _encoded(cfg, task: str, shared_data: Path, tok, n: int = 8):
+    rec = recipe(cfg, task, "full")
+    data = load_task(cfg, task, rec, shared_data)
+    spec = data.spec
+    enc, _ = encode_examples(data.train[:n], spec.kind, tok, 64)
+    return spec, enc
+
+
+def _settings(lm_weight: float = 0.5, epochs: int = 1, lr: float = 1e-3, batch: int = 8):
+    return TrainSettings(lr=lr, batch=batch, epochs=epochs, warmup_fraction=0.0,
+                         lm_weight=lm_weight, grad_clip=1.0, weight_decay=0.0)
+
+
+# --------------------------------------------------------------------------- heads and losses
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_each_kind_overfits_a_few_examples(kind, micro_cfg, shared_data, tokenizer):
+    spec, enc = _encoded(micro_cfg, KINDS[kind], shared_data, tokenizer)
+    assert spec.kind == kind
+    torch.manual_seed(0)
+    model = TaskModel(_gpt(tokenizer, dropout=0.0), kind, spec.num_labels,
+                      n_choices=spec.n_choices, clf_dropout=0.0,
+                      generator=torch.Generator().manual_seed(1))
+    log = train(model, enc, _settings(epochs=30, lr=2e-3), pad_id=bpe.special_ids(tokenizer).pad,
+                generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
+    assert log.steps == 30 and log.examples_seen == 30 * len(enc)
+    assert log.epoch_task_loss[-1] < 0.25 * log.epoch_task_loss[0], log.epoch_task_loss
+    assert log.epoch_lm_loss[-1] < log.epoch_lm_loss[0]
+
+
+def test_similarity_adds_the_states_of_both_orders(micro_cfg, shared_data, tokenizer):
+    spec, enc = _encoded(micro_cfg, "MRPC", shared_data, tokenizer, n=3)
+    gpt = _gpt(tokenizer).eval()
+    with torch.no_grad():  # N(0, 0.5) matrices: at N(0, 0.02) the context barely matters yet
+        for p in gpt.parameters():
+            p.mul_(25.0 if p.dim() == 2 else 1.0)
+    model = TaskModel(gpt, "similarity", 2, clf_dropout=0.0).eval()
+    ids, extract, _ = collate(enc, [0, 1, 2], bpe.special_ids(tokenizer).pad, torch.device("cpu"))
+    scores, _ = model(ids, extract)
+    with torch.no_grad():
+        states = [gpt.hidden_states(torch.tensor([s]))[0, -1]
+                  for e in enc for s in e.input_ids]  # each order alone, unpadded
+    ab, ba = torch.stack(states[0::2]), torch.stack(states[1::2])
+    assert (ab - ba).abs().max() > 0.1  # the two orders really differ
+    torch.testing.assert_close(scores, model.head(ab + ba), atol=1e-5, rtol=1e-5)
+    assert (scores - model.head(2 * ab)).abs().max() > 1e-3
+
+
+def test_multiple_choice_is_a_softmax_over_the_choices(micro_cfg, shared_data, tokenizer):
+    spec, enc = _encoded(micro_cfg, "StoryCloze", shared_data, tokenizer, n=4)
+    model = TaskModel(_gpt(tokenizer).eval(), "multiple_choice", 1, n_choices=2,
+                      clf_dropout=0.0).eval()
+    ids, extract, labels = collate(enc, range(4), bpe.special_ids(tokenizer).pad,
+                                   torch.device("cpu"))
+    scores, _ = model(ids, extract)
+    assert scores.shape == (4, 2)
+    with torch.no_grad():
+        h = model.gpt.hidden_states(ids)
+        per_row = model.head(h[torch.arange(8), extract]).view(4, 2)
+    torch.testing.assert_close(scores, per_row)
+    expected = -torch.log_softmax(per_row, dim=1)[torch.arange(4), labels].mean()
+    torch.testing.assert_close(task_loss("multiple_choice", scores, labels), expected)
+
+
+def test_regression_is_one_output_with_squared_error():
+    model = TaskModel(GPT(GPTConfig.preset("micro")), "regression", 1, clf_dropout=0.0)
+    scores = model._scores(torch.randn(6, 64))
+    assert scores.shape == (3,)
+    gold = torch.tensor([0.0, 2.5, 5.0])
+    torch.testing.assert_close(task_loss("regression", scores, gold), ((scores - gold) ** 2).mean())
+
+
+def test_lm_loss_scores_real_tokens_only():
+    gpt = GPT(GPTConfig.preset("micro", vocab_size=50)).eval()
+    a, b = [1, 2, 3, 4, 5, 6], [7, 8, 9]
+    ids = torch.tensor([a, b + [0, 0, 0]])  # b right-padded with id 0
+    with torch.no_grad():
+        got = lm_loss(gpt, gpt.hidden_states(ids), ids, torch.tensor([5, 2]))
+        sums = [F.cross_entropy(gpt(torch.tensor([s]))[0][0, :-1], torch.tensor(s[1:]),
+                                reduction="sum") for s in (a, b)]
+    torch.testing.assert_close(got, (sums[0] + sums[1]) / (5 + 2))
+
+
+def test_aux_weight_changes_the_loss(micro_cfg, shared_data, tokenizer):
+    spec, enc = _encoded(micro_cfg, "SST-2", shared_data, tokenizer)
+    pad = bpe.special_ids(tokenizer).pad
+    logs = {}
+    for lam in (0.0, 0.5):
+        torch.manual_seed(0)
+        model = TaskModel(_gpt(tokenizer), "single", 2, generator=torch.Generator().manual_seed(1))
+        logs[lam] = train(model, enc, _settings(lm_weight=lam), pad_id=pad,
+                          generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
+    assert logs[0.0].epoch_lm_loss == [] and len(logs[0.5].epoch_lm_loss) == 1
+    # Same data, init and dropout: the first update's losses differ by exactly λ·LM.
+    assert logs[0.0].epoch_task_loss == pytest.approx(logs[0.5].epoch_task_loss)
+    assert logs[0.5].first_loss - logs[0.0].first_loss == pytest.approx(
+        0.5 * logs[0.5].epoch_lm_loss[0], rel=1e-5)
+    assert logs[0.5].epoch_lm_loss[0] > 1.0  # a real LM loss (ln 1029 ~ 6.9 at init)
+
+
+# --------------------------------------------------------------------------- batching, schedule
+
+
+def test_length_batches_cover_everything_once_and_save_padding():
+    lengths = torch.randint(5, 200, (1000,), generator=torch.Generator().manual_seed(0)).tolist()
+    for gen in (None, torch.Generator().manual_seed(3)):
+        batches = length_batches(lengths, 32, gen)
+        assert sorted(i for b in batches for i in b) == list(range(1000))
+        assert sum(len(b) < 32 for b in batches) == 1
+
+    def padded(bs):
+        return sum(len(b) * max(lengths[i] for i in b) for b in bs)
+    random_order = torch.randperm(1000, generator=torch.Generator().manual_seed(3)).tolist()
+    plain = [random_order[i:i + 32] for i in range(0, 1000, 32)]
+    bucketed = length_batches(lengths, 32, torch.Generator().manual_seed(3))
+    assert padded(bucketed) < 0.6 * padded(plain)
+    again = length_batches(lengths, 32, torch.Generator().manual_seed(3))
+    assert again == bucketed  # seeded: the same order every time
+
+
+def test_schedule_warms_up_then_decays_linearly_to_zero():
+    total, warm = 1000, warmup_steps(0.002, 1000)
+    assert warm == 2
+    lrs = [lr_at(s, 1.0, warm, total) for s in range(total)]
+    assert lrs[:3] == [0.5, 1.0, 1.0]
+    assert lrs[500] == pytest.approx((1000 - 500) / 998)
+    assert lrs[-1] == pytest.approx(1 / 998) and all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_caps_take_a_hash_chosen_subset_in_file_order(micro_cfg, shared_data):
+    rec = recipe(micro_cfg, "SST-2", "full")
+    data = load_task(micro_cfg, "SST-2", rec, shared_data)
+    assert data.counts == {"train": {"available": 67_349, "used": 32},
+                           "dev": {"available": 872, "used": 32},
+                           "test": {"available": 1_821, "used": 32}}
+    full, _ = load_split(data.spec, shared_data, "train")
+    by_hash = sorted(full, key=lambda e: hashlib.sha256(f"{CAP_SALT}\0{e.id}".encode()).digest())
+    chosen = {e.id for e in by_hash[:32]}
+    assert [e.id for e in data.train] == [e.id for e in full if e.id in chosen]  # file order
+    assert [e.id for e in data.train] != [e.id for e in full[:32]]  # not the file's head
+    assert cap(full, 0) == full
+
+
+def test_holdout_stands_in_for_a_missing_split(micro_cfg, shared_data):
+    data = load_task(micro_cfg, "QNLI", recipe(micro_cfg, "QNLI", "full"), shared_data)
+    assert data.counts["train"]["available"] + data.counts["dev"]["available"] == 5_463
+    assert not {e.id for e in data.train} & {e.id for e in data.scored["dev"]}
+    assert any("train = 2732 examples (50%) of dev" in n for n in data.notes), data.notes
+
+
+def test_story_cloze_holds_out_374_val_stories_as_the_original_code(shared_data):
+    cfg = resolve_section({"scale": "gpt1"}, "finetune")
+    data = load_task(cfg, "StoryCloze", recipe(cfg, "StoryCloze", "full"), shared_data)
+    assert data.counts == {"val": {"available": 1_497, "used": 1_497},
+                           "test": {"available": 1_871, "used": 1_871},
+                           "val_holdout": {"available": 374, "used": 374}}
+    assert list(data.scored) == ["test", "val_holdout"] and not data.predicted
+    assert not {e.id for e in data.train} & {e.id for e in data.scored["val_holdout"]}
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def _run(cfg, model_dir, data, out, task="SST-2", variant="full", seed=0):
+    return stage.run(cfg, stage.Job(task, variant, seed), model_dir, data, out)
+
+
+def test_stage_writes_metrics_and_predictions(micro_cfg, model_dir, shared_data, tmp_path):
+    out = tmp_path / "SST-2/full/seed0"
+    figures = _run(micro_cfg, model_dir, shared_data, out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(figures))
+    assert (metrics["task"], metrics["variant"], metrics["seed"]) == ("SST-2", "full", 0)
+    assert metrics["reported_splits"] == ["dev"] and metrics["headline"]["metric"] == "accuracy"
+    assert 0.0 <= metrics["scores"]["dev"]["accuracy"] <= 1.0
+    assert metrics["scores_percent"]["dev"]["accuracy"] == pytest.approx(
+        100 * metrics["scores"]["dev"]["accuracy"])
+    assert metrics["caps"]["applied"] and metrics["train"]["steps"] == 4  # 32 examples / 8
+    assert metrics["model"]["pretrained"] and metrics["recipe"]["lm_weight"] == 0.5
+    lines = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [x["split"] for x in lines] == ["dev"] * 32
+    assert all(len(x["scores"]) == 2 and x["prediction"] in (0, 1) for x in lines)
+    accuracy = sum(x["label"] == x["prediction"] for x in lines) / 32
+    assert metrics["scores"]["dev"]["accuracy"] == pytest.approx(accuracy)
+    # The capped test split would make a submission GLUE rejects: none is written, and why.
+    assert not (out / "SST-2.tsv").exists() and metrics["submission"] == []
+    assert any("no submission for test: capped at 32 of 1821" in n for n in metrics["notes"])
+
+
+def test_uncapped_test_split_gets_a_complete_submission(micro_cfg, model_dir, shared_data,
+                                                        tmp_path):
+    cfg = dataclasses.replace(micro_cfg, max_eval_examples=0)  # WNLI: 71 dev, 146 test rows
+    out = tmp_path / "WNLI/full/seed0"
+    metrics = _run(cfg, model_dir, shared_data, out, task="WNLI")
+    lines = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [x["split"] for x in lines] == ["dev"] * 71 + ["test"] * 146
+    assert all(x["label"] is None for x in lines[71:])
+    rows = (out / "WNLI.tsv").read_text().splitlines()
+    assert rows[0] == "index\tprediction" and len(rows) == 147
+    assert [r.split("\t")[1] for r in rows[1:]] == [str(x["prediction"]) for x in lines[71:]]
+    assert metrics["submission"] == [{"split": "test", "file": "WNLI.tsv", "rows": 146,
+                                      "of": 146, "complete": True}]
+
+
+def test_same_seed_same_results_other_seed_other_results(micro_cfg, model_dir, shared_data,
+                                                         tmp_path):
+    runs = [_run(micro_cfg, model_dir, shared_data, tmp_path / f"r{i}", task="RTE", seed=s)
+            for i, s in enumerate((3, 3, 4))]
+    preds = [(tmp_path / f"r{i}/predictions.jsonl").read_text() for i in range(3)]
+    assert runs[0]["scores"] == runs[1]["scores"] and preds[0] == preds[1]
+    assert runs[0]["train"]["epoch_loss"] == runs[1]["train"]["epoch_loss"]
+    assert preds[0] != preds[2]
+
+
+def test_no_pretrain_ignores_the_weights_but_keeps_the_tokenizer(micro_cfg, model_dir,
+                                                                 shared_data, tmp_path):
+    body = open_body(model_dir, 64)
+    trained, fresh = build_gpt(body, True, seed=5), build_gpt(body, False, seed=5)
+    saved = GPT(body.cfg, generator=torch.Generator().manual_seed(0))  # what model_dir holds
+    torch.testing.assert_close(trained.state_dict(), saved.state_dict())
+    assert not torch.equal(fresh.h[0].mlp.c_fc.weight, saved.h[0].mlp.c_fc.weight)
+    # A damaged weights file stops `full` but not `no_pretrain`, which never reads it.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("model.json", "tokenizer.json"):
+        (broken / name).write_bytes((model_dir / "model" / name).read_bytes())
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    figures = _run(micro_cfg, broken, shared_data, tmp_path / "np", variant="no_pretrain")
+    assert figures["model"]["pretrained"] is False
+    assert figures["model"]["tokenizer_sha256"] == bpe.file_sha256(broken / "tokenizer.json")
+    with pytest.raises(GptpipeError, match="model.safetensors"):
+        _run(micro_cfg, broken, shared_data, tmp_path / "full")
+
+
+def test_no_aux_sets_lambda_to_zero(micro_cfg):
+    assert recipe(micro_cfg, "SST-2", "no_aux").lm_weight == 0.0
+    assert recipe(micro_cfg, "SST-2", "full").lm_weight == 0.5
+    assert recipe(micro_cfg, "SST-2", "no_pretrain").pretrained is False
+
+
+# --------------------------------------------------------------------------- bad input, CLI
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str]:
+    code = stage.main(argv)
+    return code, capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def _argv(model: Path, data: Path, out: Path, task: str = "SST-2") -> list[str]:
+    return ["--params", str(REPO / "params.yaml"), "--scale", "micro", "--task", task,
+            "--variant", "full", "--seed", "0", "--model", str(model), "--data", str(data),
+            "--output", str(out)]
+
+
+def _folder_with(tmp_path: Path, model_dir: Path, tok=None, cfg: GPTConfig | None = None) -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    src = model_dir / "model"
+    (folder / "model.safetensors").write_bytes((src / "model.safetensors").read_bytes())
+    config = json.loads((src / "model.json").read_text())
+    if cfg is not None:
+        config["vocab_size"] = cfg.vocab_size
+    (folder / "model.json").write_text(json.dumps(config))
+    if tok is None:
+        (folder / "tokenizer.json").write_bytes((src / "tokenizer.json").read_bytes())
+    else:
+        (folder / "tokenizer.json").write_text(tok.to_str())
+    return folder
+
+
+def test_tokenizer_without_special_tokens(tmp_path, model_dir, shared_data, capsys):
+    from tokenizers import Tokenizer, models
+    plain = Tokenizer(models.BPE())
+    folder = _folder_with(tmp_path, model_dir, tok=plain)
+    code, err = _cli(_argv(folder, shared_data, tmp_path / "out"), capsys)
+    assert code == 1 and "tokenizer.json: missing special tokens <|start|>" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_model_and_tokenizer_vocabularies_must_match(tmp_path, model_dir, shared_data, capsys):
+    folder = _folder_with(tmp_path, model_dir, cfg=GPTConfig.preset("micro", vocab_size=2000))
+    code, err = _cli(_argv(folder, shared_data, tmp_path / "out"), capsys)
+    assert code == 1 and f"{folder / 'model.json'}: vocab_size 2000 does not match" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_task_and_empty_split(tmp_path, model_dir, shared_data, capsys):
+    code, err = _cli(_argv(model_dir, shared_data, tmp_path / "out", task="SST-5"), capsys)
+    assert code == 1 and "unknown task 'SST-5'" in err
+    data = tmp_path / "data"
+    (data / "glue/SST-2").mkdir(parents=True)
+    (data / "glue/SST-2/train.tsv").write_text("sentence\tlabel\n")
+    code, err = _cli(_argv(model_dir, data, tmp_path / "out"), capsys)
+    assert code == 1 and "train.tsv: no examples in this split" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_error_is_one_line_without_traceback(tmp_path, model_dir, shared_data):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("GPTPIPE_DEBUG", None)
+    res = subprocess.run([sys.executable, "-m", "gptpipe", "finetune",
+                          *_argv(model_dir, shared_data, tmp_path / "out", task="MNLI")],
+                         cwd=REPO, capture_output=True, text=True, env=env)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines()[-1].startswith("gptpipe finetune: error: ")
+    assert "glue/MNLI/train.tsv: task MNLI split 'train' not found" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "out").exists()
+
+
+def test_max_len_beyond_the_context_is_refused(tmp_path, model_dir, shared_data, capsys):
+    argv = _argv(model_dir, shared_data, tmp_path / "out") + ["--set", "max_len=65"]
+    code, err = _cli(argv, capsys)
+    assert code == 1 and "finetune.max_len 65 exceeds the model's context of 64" in err

@@ -1,0 +1,111 @@
+"""The `finetune` section and its wiring: presets, job lists, what reruns, declared task data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gptpipe import workflow as gw
+from gptpipe.config import (
+    FetchConfig, FinetuneConfig, Holdout, build, load_params, resolve_section, validate_params,
+)
+from gptpipe.errors import ConfigError
+from gptpipe.finetune.data import files_read, recipe
+from gptpipe.stages import fetch
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = load_params(REPO / "params.yaml")
+
+
+def _cfg(scale: str) -> dict:
+    return validate_params(PARAMS | {"scale": scale})
+
+
+def test_defaults_are_the_papers_recipe():
+    cfg = FinetuneConfig()
+    assert (cfg.lr, cfg.batch, cfg.epochs, cfg.warmup_fraction) == (6.25e-5, 32, 3, 0.002)
+    assert (cfg.lm_weight, cfg.clf_dropout, cfg.grad_clip) == (0.5, 0.1, 1.0)
+    assert cfg.weight_decay == 0.01
+    assert cfg.holdout["StoryCloze"] == Holdout("val", "val_holdout", 0.2)  # 374 of 1,871
+    assert "MNLI" in cfg.tasks and "RACE" in cfg.tasks
+
+
+def test_tiny_jobs_are_every_sample_task_plus_two_ablated():
+    jobs = gw.finetune_jobs(_cfg("tiny")["finetune"])
+    assert len(jobs) == 14 and len(set(jobs)) == 14
+    assert {t for t, v, _ in jobs if v != "full"} == {"SST-2", "CoLA"}
+    assert {v for _, v, _ in jobs} == {"full", "no_aux", "no_pretrain"}
+    micro = gw.finetune_jobs(_cfg("micro")["finetune"])
+    assert micro == [("SST-2", "full", 0), ("RTE", "full", 0), ("SST-2", "no_pretrain", 0)]
+
+
+@pytest.mark.parametrize("scale", ["tiny", "micro"])
+def test_every_file_a_job_reads_is_in_the_mirror(scale, shared_data):
+    cfg = _cfg(scale)
+    gw.finetune_data(cfg["finetune"], cfg["fetch"])  # raises if a file is not declared
+    for task, variant, _ in gw.finetune_jobs(cfg["finetune"]):
+        for rel in files_read(cfg["finetune"], task, variant):
+            assert (shared_data / rel).is_file(), rel
+
+
+def test_undeclared_task_data_fails_before_any_job():
+    cfg = _cfg("gpt1")  # MNLI, SciTail and RACE are not in the shipped fetch.sources
+    with pytest.raises(ConfigError, match="task MNLI reads data/glue/MNLI/train.tsv"):
+        gw.finetune_data(cfg["finetune"], cfg["fetch"])
+
+
+def test_task_names_are_checked_and_made_canonical():
+    cfg = resolve_section({"scale": "gpt1", "finetune": {"tasks": ["sst2", "sts-b"],
+                                        "overrides": {"cola": {"lr": 1e-4}}}}, "finetune")
+    assert cfg.tasks == ("SST-2", "STS-B") and set(cfg.overrides) == {"CoLA"}
+    assert recipe(cfg, "CoLA", "full").lr == 1e-4 and recipe(cfg, "SST-2", "full").lr == 6.25e-5
+    for bad, message in [({"tasks": ["SST-5"]}, "finetune: tasks: unknown task 'SST-5'"),
+                         ({"tasks": ["AX"]}, "AX is not fine-tuned"),
+                         ({"tasks": ["RTE", "rte"]}, "RTE is listed twice"),
+                         ({"overrides": {"RTE": {"lr": "fast"}}}, "overrides.RTE.lr"),
+                         ({"variants": ["half"]}, "'half' is not one of"),
+                         ({"holdout": {"QNLI": {"from_split": "dev", "to_split": "dev",
+                                                "fraction": 0.5}}}, "two different splits")]:
+        with pytest.raises(ConfigError, match=None) as exc:
+            resolve_section({"scale": "gpt1", "finetune": bad}, "finetune")
+        assert message in str(exc.value)
+
+
+def test_a_knob_reruns_jobs_but_adding_a_seed_does_not():
+    base = gw.knobs(PARAMS, PARAMS, "finetune")
+    assert "seeds" not in json.loads(base) and json.loads(base)["lr"] == 6.25e-5
+    more_seeds = PARAMS | {"finetune": {**PARAMS["finetune"], "seeds": [0, 1, 2]}}
+    assert gw.knobs(PARAMS, more_seeds, "finetune") == base
+    assert gw.cli_overrides(PARAMS, more_seeds, "finetune") == ""  # jobs never read them
+    new_lr = PARAMS | {"finetune": {**PARAMS["finetune"], "lr": "0.0001"}}
+    assert json.loads(gw.knobs(PARAMS, new_lr, "finetune"))["lr"] == 1e-4
+    assert gw.cli_overrides(PARAMS, new_lr, "finetune") == "--set lr=0.0001"
+    assert gw.knobs(PARAMS, new_lr, "pretrain") == gw.knobs(PARAMS, PARAMS, "pretrain")
+
+
+def test_dvc_lists_the_default_jobs_with_one_command_line():
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["finetune"]
+    jobs = gw.finetune_jobs(_cfg(PARAMS.get("scale", "tiny"))["finetune"])
+    assert list(stage["foreach"]) == [f"{t}-{v}-{s}" for t, v, s in jobs]
+    assert stage["do"]["outs"] == [gw.finetune_dir("${item.task}", "${item.variant}",
+                                                   "${item.seed}")]
+
+
+def test_fetch_resolves_every_declared_source_from_the_mirror(shared_data, tmp_path):
+    cfg = _cfg("tiny")["fetch"]
+    summary = fetch.run(cfg, tmp_path, mirror=shared_data)
+    assert {s["name"] for s in summary["sources"]} == {s.name for s in cfg.sources}
+    assert all(s["how"] == "mirror" for s in summary["sources"])
+    story = tmp_path / "other/StoryCloze/cloze_test_val__spring2016 - cloze_test_ALL_val.csv"
+    assert story.is_file() and (tmp_path / "glue/MRPC/dev_ids.tsv").is_file()
+
+
+def test_paper_sources_file_parses_and_names_the_missing_tasks():
+    doc = yaml.safe_load((REPO / "workflow/sources-paper.yaml").read_text())
+    extra = build(FetchConfig, {"sources": doc["sources"]}, "workflow/sources-paper.yaml")
+    shipped = {s.name for s in _cfg("tiny")["fetch"].sources}
+    assert not {s.name for s in extra.sources} & shipped
+    assert {s.path for s in extra.sources} >= {"glue/MNLI"}
