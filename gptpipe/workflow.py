@@ -17,6 +17,7 @@ from typing import Any, Iterator, Mapping
 import yaml
 
 from .config import merge, resolve_section, to_dict, validate_params
+from .errors import ConfigError
 
 
 def _retype(value: Any) -> Any:
@@ -48,6 +49,13 @@ def effective_params(file_params: Mapping, config: Mapping) -> dict:
     return merge(file_params, overrides)
 
 
+# Keys that say which jobs exist, not what a job computes: adding a seed or a task adds jobs
+# and must not rerun the others, so they stay out of a rule's `knobs` and its `--set` flags.
+JOB_LIST_KEYS: dict[str, tuple[str, ...]] = {
+    "finetune": ("tasks", "variants", "ablation_tasks", "ablation_variants", "seeds"),
+}
+
+
 def cli_overrides(file_params: Mapping, config: Mapping, section: str) -> str:
     """Shell-quoted `--scale`/`--set` flags for one stage; empty when nothing is overridden."""
     params = effective_params(file_params, config)
@@ -55,14 +63,17 @@ def cli_overrides(file_params: Mapping, config: Mapping, section: str) -> str:
     if params.get("scale", "tiny") != file_params.get("scale", "tiny"):
         args += ["--scale", str(params["scale"])]
     for key, value in _diff(file_params.get(section) or {}, params.get(section) or {}):
-        args += ["--set", f"{key}={json.dumps(value)}"]
+        if key.split(".")[0] not in JOB_LIST_KEYS.get(section, ()):  # no job reads them
+            args += ["--set", f"{key}={json.dumps(value)}"]
     return " ".join(shlex.quote(a) for a in args)
 
 
 def knobs(file_params: Mapping, config: Mapping, section: str) -> str:
     """The resolved section as canonical JSON: a rule's `params:`, so a change reruns it."""
-    cfg = resolve_section(effective_params(file_params, config), section)
-    return json.dumps(to_dict(cfg), sort_keys=True)
+    cfg = to_dict(resolve_section(effective_params(file_params, config), section))
+    for key in JOB_LIST_KEYS.get(section, ()):
+        cfg.pop(key)
+    return json.dumps(cfg, sort_keys=True)
 
 
 def validate(file_params: Mapping, config: Mapping) -> dict:
@@ -77,7 +88,42 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "ingest": ("gptpipe/wiki.py", "gptpipe/wikitext.py", "gptpipe/stages/ingest.py"),
     "bpe": ("gptpipe/bpe.py", "gptpipe/stages/bpe.py"),
     "shard": ("gptpipe/shards.py", "gptpipe/stages/shard.py"),
+    "pretrain": (
+        "gptpipe/model.py", "gptpipe/modeldir.py", "gptpipe/shards.py",
+        "gptpipe/train/checkpoint.py", "gptpipe/train/data.py", "gptpipe/train/distributed.py",
+        "gptpipe/train/loop.py", "gptpipe/train/metrics.py", "gptpipe/train/schedule.py",
+        "gptpipe/stages/pretrain.py",
+    ),
+    "finetune": (
+        "gptpipe/model.py", "gptpipe/modeldir.py", "gptpipe/bpe.py",
+        "gptpipe/tasks/__init__.py", "gptpipe/tasks/spec.py", "gptpipe/tasks/records.py",
+        "gptpipe/tasks/loaders.py", "gptpipe/tasks/transforms.py", "gptpipe/tasks/metrics.py",
+        "gptpipe/tasks/submission.py", "gptpipe/finetune/names.py", "gptpipe/finetune/data.py",
+        "gptpipe/finetune/body.py", "gptpipe/finetune/model.py", "gptpipe/finetune/loop.py",
+        "gptpipe/finetune/outputs.py", "gptpipe/stages/finetune.py",
+    ),
 }
+
+# The params sections a stage reads, when not just its own: its DVC `params` (with `scale`) and
+# its rule's `knobs`, so that changing any of them reruns it and nothing else does.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {"pretrain": ("model", "pretrain")}
+
+
+def stage_sections(stage: str) -> tuple[str, ...]:
+    return STAGE_SECTIONS.get(stage, (stage,))
+
+
+def cli_overrides_sections(file_params: Mapping, config: Mapping, sections: tuple[str, ...]) -> str:
+    """`--scale`/`--set SECTION.key=value` flags for a stage that reads several sections."""
+    params = effective_params(file_params, config)
+    args: list[str] = []
+    if params.get("scale", "tiny") != file_params.get("scale", "tiny"):
+        args += ["--scale", str(params["scale"])]
+    for section in sections:
+        old, new = file_params.get(section) or {}, params.get(section) or {}
+        for key, value in _diff(old, new, f"{section}."):
+            args += ["--set", f"{key}={json.dumps(value)}"]
+    return " ".join(shlex.quote(a) for a in args)
 
 
 def fetch_outputs(fetch_cfg: Any) -> list[str]:
@@ -85,3 +131,41 @@ def fetch_outputs(fetch_cfg: Any) -> list[str]:
     from .sources import output_paths
 
     return output_paths(fetch_cfg)
+
+
+# --------------------------------------------------------------------------- finetune jobs
+
+
+def finetune_jobs(cfg: Any) -> list[tuple[str, str, int]]:
+    """(task, variant, seed) of every fine-tuning job of a FinetuneConfig, in a stable order:
+    each task of `tasks` in each of `variants`, then the ablation variants of
+    `ablation_tasks`, each for every seed."""
+    runs = [(t, v) for t in cfg.tasks for v in cfg.variants]
+    runs += [(t, v) for t in cfg.ablation_tasks for v in cfg.ablation_variants
+             if (t, v) not in runs]
+    return [(t, v, seed) for t, v in runs for seed in cfg.seeds]
+
+
+def finetune_dir(task: str, variant: str, seed: int | str) -> str:
+    """Output folder of one job (relative to the project)."""
+    return f"results/finetune/{task}/{variant}/seed{seed}"
+
+
+def finetune_data(ft_cfg: Any, fetch_cfg: Any) -> list[str]:
+    """Every task source's output (under `data/`): the data inputs of each finetune job.
+
+    All jobs depend on all task data, the same list under Snakemake and DVC (whose templated
+    stages cannot give each job its own list of deps). Raises ConfigError, before any job
+    runs, when a job would read a file that no declared source provides.
+    """
+    from .finetune.data import files_read
+
+    outputs = [s.path for s in fetch_cfg.sources if s.role == "task"]
+    for task, variant, _ in finetune_jobs(ft_cfg):
+        for rel in files_read(ft_cfg, task, variant):
+            if not any(rel == out or rel.startswith(out.rstrip("/") + "/") for out in outputs):
+                raise ConfigError(
+                    f"finetune: task {task} reads data/{rel}, which no `fetch.sources` entry "
+                    "with role 'task' provides (workflow/sources-paper.yaml lists the paper's)")
+    return [f"data/{p}" for p in outputs]
+

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from gptpipe.config import SECTIONS
+from gptpipe.workflow import stage_sections
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def _snakemake_jobs() -> dict[str, dict]:
-    """Every job of a forced dry run: name (`rule@part` for wildcards) -> cmd, deps, outs."""
+    """Every job of a forced dry run: name (`rule@values` for wildcards) -> cmd, deps, outs."""
     out = subprocess.run(
         [*SNAKEMAKE, "-n", "-p", "--forceall", "--cores", "1"],
         cwd=REPO, capture_output=True, text=True, check=True,
@@ -29,9 +30,13 @@ def _snakemake_jobs() -> dict[str, dict]:
         fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
         cmd = re.search(r"^Shell command: (.*)$", block, re.M).group(1)
         cmd = re.sub(r"\s+2>\s+\S+\s*$", "", cmd)  # the log redirect is Snakemake's own
+        # The rule starts torchrun with its GPU count; DVC's `python -m gptpipe pretrain`
+        # launches itself (one process per visible GPU). Nothing else may differ.
+        cmd = re.sub(r"^torchrun --standalone --nproc_per_node=\d+ -m gptpipe ",
+                     "python -m gptpipe ", cmd)
         name = m.group(1)
-        if "wildcards" in fields:
-            name += "@" + fields["wildcards"].split("=", 1)[1]
+        if "wildcards" in fields:  # DVC's names: values joined by "-" (`finetune@SST-2-full-0`)
+            name += "@" + "-".join(w.split("=", 1)[1] for w in fields["wildcards"].split(", "))
         jobs[name] = {
             "cmd": " ".join(cmd.split()),
             "deps": set(fields.get("input", "").split(", ")) - {""},
@@ -76,18 +81,20 @@ def test_same_commands_deps_outs(both, field):
 
 
 def test_each_dvc_stage_tracks_only_its_own_section(both):
+    """Its own section, or the ones `gptpipe.workflow.STAGE_SECTIONS` says it reads."""
     _, dvc = both
     for name, stage in dvc.items():
-        assert stage["params"] == {"scale", name.split("@")[0]}, name
+        assert stage["params"] == {"scale", *stage_sections(name.split("@")[0])}, name
 
 
-def test_each_rule_reruns_on_its_own_section_only():
-    rules = (REPO / "workflow/rules/data.smk").read_text()
-    for block in re.split(r"\n(?=rule )", rules):
-        m = re.match(r"rule (\w+):", block)
-        if m:
-            assert f'knobs("{m.group(1)}")' in block, m.group(1)
-            assert re.findall(r'knobs\("(\w+)"\)', block) == [m.group(1)]
+@pytest.mark.parametrize("rules", ["data.smk", "train.smk", "finetune.smk"])
+def test_each_rule_reruns_on_its_own_section_only(rules):
+    text = (REPO / "workflow/rules" / rules).read_text()
+    blocks = [b for b in re.split(r"\n(?=rule )", text) if re.match(r"rule (\w+):", b)]
+    assert blocks, rules
+    for block in blocks:
+        name = re.match(r"rule (\w+):", block).group(1)
+        assert sorted(re.findall(r'knobs\("(\w+)"\)', block)) == sorted(stage_sections(name))
 
 
 def test_snakemake_lint_is_clean():
@@ -104,3 +111,15 @@ def test_snakemake_lint_is_clean():
     ]
     assert "Lints for" in text or res.returncode == 0, text
     assert not lints, lints
+
+
+@pytest.mark.parametrize("gpus, nproc", [(None, 1), ("0", 1), ("4", 4)])
+def test_pretrain_starts_one_process_per_gpu_of_its_resources(gpus, nproc):
+    """What a profile (or `--set-resources`) gives the job is what torchrun starts."""
+    extra = ["--set-resources", f"pretrain:gpu={gpus}"] if gpus is not None else []
+    out = subprocess.run(
+        [*SNAKEMAKE, "-n", "-p", "--forceall", "--cores", "1", "results/pretrain", *extra],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout
+    cmds = re.findall(r"^Shell command: (torchrun .*)$", out, re.M)
+    assert len(cmds) == 1 and f" --nproc_per_node={nproc} -m gptpipe pretrain " in cmds[0], cmds

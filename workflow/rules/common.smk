@@ -37,7 +37,10 @@ def fetch_extra():
 
 
 def fetch_outputs():
-    return [f"data/{p}" for p in gw.fetch_outputs(CFG["fetch"])]
+    """Declared files, and the folders `kind: archive` sources unpack into (`directory()`)."""
+    folders = {s.path for s in CFG["fetch"].sources if s.kind == "archive"}
+    return [directory(f"data/{p}") if p in folders else f"data/{p}"
+            for p in gw.fetch_outputs(CFG["fetch"])]
 
 
 def dump_file(wildcards):
