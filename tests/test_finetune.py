@@ -397,3 +397,31 @@ def test_max_len_beyond_the_context_is_refused(tmp_path, model_dir, shared_data,
     argv = _argv(model_dir, shared_data, tmp_path / "out") + ["--set", "max_len=65"]
     code, err = _cli(argv, capsys)
     assert code == 1 and "finetune.max_len 65 exceeds the model's context of 64" in err
+
+
+def test_starts_from_an_imported_hugging_face_folder(tmp_path, micro_cfg, shared_data):
+    """The released `openai-gpt` layout (vocab.json + merges.txt in `</w>` style, no special
+    tokens): `import-hf` turns it into a model folder that `finetune --model` takes."""
+    import transformers
+
+    from gptpipe.stages import import_hf
+
+    texts = [line.split("\t")[0] for line in (shared_data / "glue/SST-2/train.tsv")
+             .read_text(encoding="utf-8").splitlines()[1:3000]]
+    tok = bpe.train(texts, BpeConfig(vocab_size=600, style="gpt1"), source="test corpus")
+    base = tok.get_vocab_size() - 5  # the released model has no rows for our special tokens
+    torch.manual_seed(0)
+    hf = transformers.OpenAIGPTLMHeadModel(transformers.OpenAIGPTConfig(
+        vocab_size=base, n_positions=64, n_embd=32, n_layer=1, n_head=2))
+    hf.save_pretrained(tmp_path / "hf")
+    spec = json.loads(tok.to_str())
+    vocab = {t: i for t, i in tok.get_vocab().items() if i < base}
+    (tmp_path / "hf/vocab.json").write_text(json.dumps(vocab))
+    merges = "".join(f"{a} {b}\n" for a, b in spec["model"]["merges"])
+    (tmp_path / "hf/merges.txt").write_text("#version: 0.2\n" + merges)
+    assert import_hf.main(["--input", str(tmp_path / "hf"), "--output", str(tmp_path / "m")]) == 0
+
+    figures = _run(micro_cfg, tmp_path / "m", shared_data, tmp_path / "out")
+    assert figures["model"]["pretrained"] and figures["model"]["config"]["context"] == 64
+    assert figures["model"]["config"]["vocab_size"] == base + 5
+    assert 0.0 <= figures["scores"]["dev"]["accuracy"] <= 1.0
