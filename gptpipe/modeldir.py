@@ -67,9 +67,9 @@ def save_model_dir(
 
 
 def model_folder(path: Path) -> Path:
-    """`path` itself if it holds `model.json`, else `path/model` (a `pretrain` output)."""
+    """`path` itself if it holds a model folder's files, else `path/model` (a `pretrain` output)."""
     for candidate in (path, path / "model"):
-        if (candidate / CONFIG).is_file():
+        if any((candidate / n).is_file() for n in FILES):
             missing = [n for n in FILES if not (candidate / n).is_file()]
             if missing:
                 raise GptpipeError(f"{candidate / missing[0]}: missing; a model folder holds "
