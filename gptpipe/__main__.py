@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "shard": ("gptpipe.stages.shard", "encode text into WebDataset shards of token windows"),
     "pretrain": ("gptpipe.stages.pretrain", "pre-train the language model on the shards"),
     "finetune": ("gptpipe.stages.finetune", "fine-tune a model on one task (variant, seed)"),
+    "report": ("gptpipe.stages.report", "HTML/Markdown report: curves, paper tables, provenance"),
     "sample": ("gptpipe.stages.sample", "generate text from a model folder"),
     "export-hf": ("gptpipe.stages.export_hf", "a model folder -> a Hugging Face OpenAIGPT folder"),
     "import-hf": ("gptpipe.stages.import_hf", "a Hugging Face GPT-1 folder -> a model folder"),

@@ -313,6 +313,18 @@ class FinetuneConfig:
             object.__setattr__(self, name, dict(zip(keys, getattr(self, name).values())))
 
 
+@dataclass(frozen=True)
+class ReportConfig:
+    """`report`: the HTML/Markdown report over every stage's outputs (nothing is recomputed)."""
+
+    title: str = "gptpipe: GPT-1 reproduced"  # heading of index.html and report.md
+    max_notes: int = 5  # malformed rows listed per file (the rest are counted)
+
+    def __post_init__(self) -> None:
+        if not self.title.strip() or self.max_notes < 0:
+            raise ValueError("title must not be empty; max_notes >= 0")
+
+
 SECTIONS: dict[str, type] = {
     "fetch": FetchConfig,
     "ingest": IngestConfig,
@@ -321,6 +333,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "pretrain": PretrainConfig,
     "finetune": FinetuneConfig,
+    "report": ReportConfig,
 }
 TOP_LEVEL = {"scale", "mirror", *SECTIONS}  # `mirror` arrives only through Snakemake --config
 

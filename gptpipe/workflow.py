@@ -102,6 +102,11 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
         "gptpipe/finetune/body.py", "gptpipe/finetune/model.py", "gptpipe/finetune/loop.py",
         "gptpipe/finetune/outputs.py", "gptpipe/stages/finetune.py",
     ),
+    "report": (
+        "gptpipe/tasks/__init__.py", "gptpipe/report/collect.py", "gptpipe/report/tables.py",
+        "gptpipe/report/figures.py", "gptpipe/report/render.py", "gptpipe/report/provenance.py",
+        "gptpipe/stages/report.py",
+    ),
 }
 
 # The params sections a stage reads, when not just its own: its DVC `params` (with `scale`) and

@@ -130,6 +130,27 @@ def test_snakemake_finetunes_every_sample_task(smk_project, shared_data):
     assert (smk_project / "results/logs/finetune/CoLA/full/seed0.log").is_file()
 
 
+def test_snakemake_reports_every_run_beside_the_paper(smk_project):
+    out = smk_project / "results/report"
+    page = (out / "index.html").read_text(encoding="utf-8")
+    data = json.loads((out / "report.json").read_text())
+    assert "Table 4" in page and "Table 5" in page and "not run" in page
+    assert page.count('src="data:image/png;base64,') == len(list(out.glob("*.png"))) >= 3
+    assert "http://" not in page.split("<body", 1)[1].replace("http://www.w3.org", "")
+    assert data["provenance"]["git"]
+    assert "CoLA" in (out / "report.md").read_text(encoding="utf-8")
+    assert (smk_project / "results/logs/report.log").is_file()
+
+
+def test_snakemake_report_holds_the_figures(smk_project, shared_data):
+    snakemake(smk_project, "all", "--report", "results/snakemake-report.zip",
+              config=(f"mirror={shared_data}",))
+    import zipfile
+
+    names = zipfile.ZipFile(smk_project / "results/snakemake-report.zip").namelist()
+    assert any(n.endswith("pretrain_loss.png") for n in names), names
+
+
 def test_second_snakemake_run_has_nothing_to_do(smk_project, shared_data):
     assert planned_rules(smk_project, f"mirror={shared_data}", target="all") == set()
 
@@ -137,7 +158,7 @@ def test_second_snakemake_run_has_nothing_to_do(smk_project, shared_data):
 def test_a_knob_reruns_only_what_reads_it(smk_project, shared_data):
     mirror = f"mirror={shared_data}"
     finetune = planned_rules(smk_project, mirror, "finetune={lr: 0.0001}", target="all")
-    assert finetune == {"finetune"}
+    assert finetune == {"finetune", "report"}
     plans = {
         "bpe={vocab_size: 4096}": {"bpe", "shard", "pretrain"},
         "shard={samples_per_shard: 100}": {"shard", "pretrain"},

@@ -87,7 +87,7 @@ def test_each_dvc_stage_tracks_only_its_own_section(both):
         assert stage["params"] == {"scale", *stage_sections(name.split("@")[0])}, name
 
 
-@pytest.mark.parametrize("rules", ["data.smk", "train.smk", "finetune.smk"])
+@pytest.mark.parametrize("rules", ["data.smk", "train.smk", "finetune.smk", "report.smk"])
 def test_each_rule_reruns_on_its_own_section_only(rules):
     text = (REPO / "workflow/rules" / rules).read_text()
     blocks = [b for b in re.split(r"\n(?=rule )", text) if re.match(r"rule (\w+):", b)]

@@ -1,0 +1,145 @@
+"""Where the numbers come from: inputs and checksums, code revision, packages, configs.
+
+Only read-only queries: `git rev-parse HEAD` and `git status --porcelain` (with optional locks
+off, so not even the index's stat cache is rewritten), the sha256 of `dvc.lock`, and
+`importlib.metadata`. A checkout without git (or outside a repository) reports "unknown".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..config import FetchConfig, to_dict
+
+KEY_PACKAGES = ("gptpipe", "torch", "tokenizers", "snakemake", "dvc", "polars", "matplotlib")
+# Wikimedia names dumps `<wiki>-<YYYYMMDD>-...` (or `<wiki>-latest-...`).
+_DUMP_RE = re.compile(r"(?P<wiki>[a-z_]+wiki)-(?P<date>\d{8}|latest)")
+# Keys that list which jobs exist, not what one computes: they may grow after a job ran.
+_JOB_LIST_KEYS = {"finetune": ("tasks", "variants", "ablation_tasks", "ablation_variants",
+                               "seeds")}
+
+
+def git_state(repo: Path) -> dict[str, Any]:
+    """{"commit": 40 hex digits or "unknown", "dirty": tracked files changed (None if unknown)}."""
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+
+    def git(*args: str) -> str | None:
+        try:
+            res = subprocess.run(["git", "-C", str(repo), *args], capture_output=True,
+                                 text=True, env=env, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return res.stdout if res.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": "unknown", "dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
+
+
+def file_sha256(path: Path) -> str | None:
+    """Hex sha256 of a file, or None when it does not exist."""
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions(names: Sequence[str] = KEY_PACKAGES) -> dict[str, str]:
+    """name -> installed version, or "not installed"."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def dump_date(path: str) -> str:
+    """'2016-05-01' from a Wikimedia dump path, 'latest (undated)', or 'unknown'."""
+    m = _DUMP_RE.search(Path(path).name)
+    if not m:
+        return "unknown"
+    d = m.group("date")
+    return "latest (undated)" if d == "latest" else f"{d[:4]}-{d[4:6]}-{d[6:]}"
+
+
+def declared_inputs(fetch: FetchConfig) -> list[dict[str, Any]]:
+    """Every declared source: name, role, kind, path under data/, checksum(s), dump date."""
+    rows = []
+    for src in fetch.sources:
+        rows.append({"name": src.name, "role": src.role, "kind": src.kind, "path": src.path,
+                     "checksum": src.checksum, "index_checksum": src.index_checksum,
+                     "date": dump_date(src.path) if src.role == "dump" else None})
+    return rows
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out |= _flatten(value, f"{prefix}{key}.")
+        return out
+    return {prefix.rstrip("."): data}
+
+
+def config_drift(resolved: Mapping[str, Mapping], recorded: Sequence[tuple[str, str, Mapping]]
+                 ) -> list[str]:
+    """Knobs a stage ran with that differ from what params resolve to now, as sentences.
+
+    `recorded`: (section, file it was read from, the config that stage saved). Keys only one
+    side has (a knob added later) are left out; so are job-list keys such as `seeds`.
+    """
+    out: list[str] = []
+    for section, where, config in recorded:
+        if section not in resolved:
+            continue
+        now = _flatten(resolved[section])
+        skip = _JOB_LIST_KEYS.get(section, ())
+        for key, value in _flatten(config).items():
+            if key in now and key.split(".")[0] not in skip and now[key] != value:
+                line = (f"{section}.{key}: the stage ran with {value!r}, params resolve to "
+                        f"{now[key]!r} ({where})")
+                if line not in out:
+                    out.append(line)
+    return out
+
+
+def tokenizer_checks(bpe: Mapping, shard: Mapping, runs: Sequence[Mapping]) -> list[str]:
+    """The shards and every pre-trained fine-tuning model used the tokenizer of `bpe`."""
+    want = bpe.get("tokenizer_sha256")
+    out = []
+    if shard.get("tokenizer_sha256") != want:
+        out.append(f"{shard['file']}: shards were encoded with tokenizer "
+                   f"{shard.get('tokenizer_sha256')}, not {bpe['file']}'s {want}")
+    for run in runs:
+        model = run.get("model") or {}
+        got = model.get("tokenizer_sha256")
+        if got is not None and got != want:
+            out.append(f"{run['file']}: model tokenizer {got} is not {bpe['file']}'s {want}")
+    return out
+
+
+def collect(resolved: Mapping[str, Any], repo: Path, recorded: Sequence[tuple[str, str, Mapping]],
+            checks: Sequence[str] = ()) -> dict[str, Any]:
+    """The provenance block of report.json. `resolved`: section -> frozen config."""
+    params = {name: to_dict(cfg) for name, cfg in resolved.items()}
+    return {
+        "git": git_state(repo),
+        "dvc_lock_sha256": file_sha256(repo / "dvc.lock"),
+        "packages": package_versions(),
+        "inputs": declared_inputs(resolved["fetch"]),
+        "checks": [*checks, *config_drift(params, recorded)],
+        "params": params,
+    }
