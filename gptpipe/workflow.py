@@ -10,6 +10,7 @@ command lines as `dvc.yaml`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from typing import Any, Iterator, Mapping
@@ -131,11 +132,14 @@ def cli_overrides_sections(file_params: Mapping, config: Mapping, sections: tupl
     return " ".join(shlex.quote(a) for a in args)
 
 
-def fetch_outputs(fetch_cfg: Any) -> list[str]:
-    """Relative paths (under `data/`) of every file or folder `fetch` produces."""
-    from .sources import output_paths
+def fetch_outputs(fetch_cfg: Any, names: Any = None) -> list[str]:
+    """Relative paths (under `data/`) of every file or folder `fetch` produces (of the sources
+    in `names`, when given)."""
+    from .sources import output_paths, select
 
-    return output_paths(fetch_cfg)
+    if names is None:
+        return output_paths(fetch_cfg)
+    return output_paths(dataclasses.replace(fetch_cfg, sources=tuple(select(fetch_cfg, names))))
 
 
 # --------------------------------------------------------------------------- finetune jobs
@@ -156,21 +160,55 @@ def finetune_dir(task: str, variant: str, seed: int | str) -> str:
     return f"results/finetune/{task}/{variant}/seed{seed}"
 
 
-def finetune_data(ft_cfg: Any, fetch_cfg: Any) -> list[str]:
-    """Every task source's output (under `data/`): the data inputs of each finetune job.
+def _provides(source: Any, rel: str) -> bool:
+    out = source.path.rstrip("/")
+    return rel == out or rel.startswith(out + "/")
 
-    All jobs depend on all task data, the same list under Snakemake and DVC (whose templated
-    stages cannot give each job its own list of deps). Raises ConfigError, before any job
-    runs, when a job would read a file that no declared source provides.
+
+def needed_sources(ft_cfg: Any, fetch_cfg: Any) -> list[str]:
+    """Names of the sources this configuration reads, in declaration order: every source that
+    is not a task's, and each task source a configured fine-tuning job reads a file of.
+
+    `fetch.sources` declares every task of the paper; a run fetches only what its jobs use, so
+    the demo never waits on (or fails for) data it does not touch. Raises ConfigError, before
+    any job runs, when a job would read a file that no declared task source provides.
     """
     from .finetune.data import files_read
 
-    outputs = [s.path for s in fetch_cfg.sources if s.role == "task"]
+    tasks = [s for s in fetch_cfg.sources if s.role == "task"]
+    used: set[str] = set()
     for task, variant, _ in finetune_jobs(ft_cfg):
         for rel in files_read(ft_cfg, task, variant):
-            if not any(rel == out or rel.startswith(out.rstrip("/") + "/") for out in outputs):
+            hits = [s.name for s in tasks if _provides(s, rel)]
+            if not hits:
                 raise ConfigError(
                     f"finetune: task {task} reads data/{rel}, which no `fetch.sources` entry "
-                    "with role 'task' provides (workflow/sources-paper.yaml lists the paper's)")
-    return [f"data/{p}" for p in outputs]
+                    "with role 'task' provides")
+            used.update(hits)
+    return [s.name for s in fetch_cfg.sources if s.role != "task" or s.name in used]
 
+
+def fetch_only_flags(ft_cfg: Any, fetch_cfg: Any) -> str:
+    """`--only NAME ...` for `gptpipe fetch` when some declared source is not needed (else '')."""
+    names = needed_sources(ft_cfg, fetch_cfg)
+    if len(names) == len(fetch_cfg.sources):
+        return ""
+    return "--only " + " ".join(shlex.quote(n) for n in names)
+
+
+def fetch_knobs(file_params: Mapping, config: Mapping) -> str:
+    """`knobs` of `fetch`, less the sources this configuration does not read: declaring another
+    task's source does not refetch (and so rerun) everything."""
+    cfg = validate(file_params, config)
+    names = set(needed_sources(cfg["finetune"], cfg["fetch"]))
+    knob = json.loads(knobs(file_params, config, "fetch"))
+    knob["sources"] = [s for s in knob["sources"] if s["name"] in names]
+    return json.dumps(knob, sort_keys=True)
+
+
+def finetune_data(ft_cfg: Any, fetch_cfg: Any) -> list[str]:
+    """The outputs (under `data/`) of the task sources the configured jobs read: the data inputs
+    of each finetune job. All jobs depend on all of them, the same list under Snakemake and DVC
+    (whose templated stages cannot give each job its own list of deps)."""
+    names = set(needed_sources(ft_cfg, fetch_cfg))
+    return [f"data/{s.path}" for s in fetch_cfg.sources if s.role == "task" and s.name in names]

@@ -10,7 +10,7 @@ import yaml
 
 from gptpipe import workflow as gw
 from gptpipe.config import (
-    FetchConfig, FinetuneConfig, Holdout, build, load_params, resolve_section, validate_params,
+    FinetuneConfig, Holdout, load_params, resolve_section, validate_params,
 )
 from gptpipe.errors import ConfigError
 from gptpipe.finetune.data import files_read, recipe
@@ -52,9 +52,30 @@ def test_every_file_a_job_reads_is_in_the_mirror(scale, shared_data):
 
 
 def test_undeclared_task_data_fails_before_any_job():
-    cfg = _cfg("gpt1")  # MNLI, SciTail and RACE are not in the shipped fetch.sources
-    with pytest.raises(ConfigError, match="task MNLI reads data/glue/MNLI/train.tsv"):
+    sources = [s for s in PARAMS["fetch"]["sources"] if s["name"] != "race"]
+    params = PARAMS | {"scale": "gpt1", "fetch": {"sources": sources}}
+    cfg = validate_params(params)
+    with pytest.raises(ConfigError, match="task RACE reads data/other/RACE/train, which no"):
         gw.finetune_data(cfg["finetune"], cfg["fetch"])
+
+
+def test_every_paper_task_is_declared_and_a_run_fetches_only_what_it_reads():
+    gpt1 = _cfg("gpt1")
+    assert set(gw.needed_sources(gpt1["finetune"], gpt1["fetch"])) >= {
+        "glue-mnli", "scitail", "race", "storycloze-val", "enwiki-sample"}
+    tiny = _cfg("tiny")
+    needed = gw.needed_sources(tiny["finetune"], tiny["fetch"])
+    assert not {"glue-mnli", "scitail", "race"} & set(needed)
+    assert "enwiki-sample" in needed and "glue-cola" in needed
+    flags = gw.fetch_only_flags(tiny["finetune"], tiny["fetch"])
+    assert flags.split()[1:] == needed
+    outs = gw.fetch_outputs(tiny["fetch"], needed)
+    assert "glue/MNLI" not in outs and "glue/CoLA" in outs
+    # A source no job reads is not a fetch knob: declaring one reruns nothing.
+    more = PARAMS | {"fetch": {"sources": [*PARAMS["fetch"]["sources"], {
+        "name": "extra", "role": "task", "kind": "file", "path": "other/x.tsv",
+        "url": "https://example.org/x.tsv", "checksum": "sha256:" + "0" * 64}]}}
+    assert gw.fetch_knobs(more, more) == gw.fetch_knobs(PARAMS, PARAMS)
 
 
 def test_task_names_are_checked_and_made_canonical():
@@ -94,18 +115,11 @@ def test_dvc_lists_the_default_jobs_with_one_command_line():
                                                    "${item.seed}")]
 
 
-def test_fetch_resolves_every_declared_source_from_the_mirror(shared_data, tmp_path):
-    cfg = _cfg("tiny")["fetch"]
-    summary = fetch.run(cfg, tmp_path, mirror=shared_data)
-    assert {s["name"] for s in summary["sources"]} == {s.name for s in cfg.sources}
+def test_fetch_resolves_every_source_the_demo_reads_from_the_mirror(shared_data, tmp_path):
+    tiny = _cfg("tiny")
+    cfg, needed = tiny["fetch"], gw.needed_sources(tiny["finetune"], tiny["fetch"])
+    summary = fetch.run(cfg, tmp_path, mirror=shared_data, only=needed)
+    assert [s["name"] for s in summary["sources"]] == needed
     assert all(s["how"] == "mirror" for s in summary["sources"])
     story = tmp_path / "other/StoryCloze/cloze_test_val__spring2016 - cloze_test_ALL_val.csv"
     assert story.is_file() and (tmp_path / "glue/MRPC/dev_ids.tsv").is_file()
-
-
-def test_paper_sources_file_parses_and_names_the_missing_tasks():
-    doc = yaml.safe_load((REPO / "workflow/sources-paper.yaml").read_text())
-    extra = build(FetchConfig, {"sources": doc["sources"]}, "workflow/sources-paper.yaml")
-    shipped = {s.name for s in _cfg("tiny")["fetch"].sources}
-    assert not {s.name for s in extra.sources} & shipped
-    assert {s.path for s in extra.sources} >= {"glue/MNLI"}

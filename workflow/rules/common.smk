@@ -30,17 +30,24 @@ def code(stage):
     return list(gw.STAGE_CODE[stage])
 
 
+# The declared sources this configuration reads (the dump parts, the configured tasks' data).
+NEEDED_SOURCES = gw.needed_sources(CFG["finetune"], CFG["fetch"])
+
+
 def fetch_extra():
-    flags = overrides("fetch")
+    flags = " ".join(
+        f for f in (gw.fetch_only_flags(CFG["finetune"], CFG["fetch"]), overrides("fetch")) if f
+    )
     mirror = config.get("mirror")
     return f"--mirror {mirror} {flags}".strip() if mirror else flags
 
 
 def fetch_outputs():
-    """Declared files, and the folders `kind: archive` sources unpack into (`directory()`)."""
+    """Files, and the folders `kind: archive` sources unpack into (`directory()`), of the
+    sources this configuration reads."""
     folders = {s.path for s in CFG["fetch"].sources if s.kind == "archive"}
     return [directory(f"data/{p}") if p in folders else f"data/{p}"
-            for p in gw.fetch_outputs(CFG["fetch"])]
+            for p in gw.fetch_outputs(CFG["fetch"], NEEDED_SOURCES)]
 
 
 def dump_file(wildcards):

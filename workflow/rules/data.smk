@@ -9,7 +9,7 @@ rule fetch:
     output:
         fetch_outputs(),
     params:
-        knobs=knobs("fetch"),
+        knobs=gw.fetch_knobs(FILE_PARAMS, config),
         extra=fetch_extra(),
     log:
         "results/logs/fetch.log",
