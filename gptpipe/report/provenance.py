@@ -75,10 +75,14 @@ def dump_date(path: str) -> str:
     return "latest (undated)" if d == "latest" else f"{d[:4]}-{d[4:6]}-{d[6:]}"
 
 
-def declared_inputs(fetch: FetchConfig) -> list[dict[str, Any]]:
-    """Every declared source: name, role, kind, path under data/, checksum(s), dump date."""
+def declared_inputs(fetch: FetchConfig, names: Sequence[str] | None = None
+                    ) -> list[dict[str, Any]]:
+    """Each source the run read (every declared one when `names` is None): name, role, kind,
+    path under data/, checksum(s), dump date."""
     rows = []
     for src in fetch.sources:
+        if names is not None and src.name not in names:
+            continue
         rows.append({"name": src.name, "role": src.role, "kind": src.kind, "path": src.path,
                      "checksum": src.checksum, "index_checksum": src.index_checksum,
                      "date": dump_date(src.path) if src.role == "dump" else None})
@@ -131,6 +135,19 @@ def tokenizer_checks(bpe: Mapping, shard: Mapping, runs: Sequence[Mapping]) -> l
     return out
 
 
+def _read(resolved: Mapping[str, Any]) -> list[str] | None:
+    """The sources this configuration reads (see gptpipe.workflow.needed_sources)."""
+    if "finetune" not in resolved:
+        return None
+    from ..errors import ConfigError
+    from ..workflow import needed_sources
+
+    try:
+        return needed_sources(resolved["finetune"], resolved["fetch"])
+    except ConfigError:  # params the workflow would refuse: list every declared source
+        return None
+
+
 def collect(resolved: Mapping[str, Any], repo: Path, recorded: Sequence[tuple[str, str, Mapping]],
             checks: Sequence[str] = ()) -> dict[str, Any]:
     """The provenance block of report.json. `resolved`: section -> frozen config."""
@@ -139,7 +156,7 @@ def collect(resolved: Mapping[str, Any], repo: Path, recorded: Sequence[tuple[st
         "git": git_state(repo),
         "dvc_lock_sha256": file_sha256(repo / "dvc.lock"),
         "packages": package_versions(),
-        "inputs": declared_inputs(resolved["fetch"]),
+        "inputs": declared_inputs(resolved["fetch"], _read(resolved)),
         "checks": [*checks, *config_drift(params, recorded)],
         "params": params,
     }
