@@ -10,21 +10,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 
 def _tmp_sibling(path: Path, is_dir: bool) -> Path:
+    """A new, uniquely named sibling. Created with the modes a plain `mkdir`/`open` gives
+    (0777/0666 less the umask), not tempfile's private 0700/0600: once renamed it is the output,
+    and it must be as readable as any other file the user writes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(path)
-    prefix = f".{path.name}.tmp-"
-    if is_dir:
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
-    fd, name = tempfile.mkstemp(prefix=prefix, dir=path.parent)
-    os.close(fd)
-    return Path(name)
+    while True:
+        tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(6)}"
+        try:
+            if is_dir:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
 
 
 def _remove_stale(path: Path) -> None:
