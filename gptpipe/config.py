@@ -412,6 +412,16 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one `{"a.b.c": leaf}` mapping (to compare or report configs)."""
+    if isinstance(data, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out |= flatten(value, f"{prefix}{key}.")
+        return out
+    return {prefix.rstrip("."): data}
+
+
 def to_dict(obj: Any) -> Any:
     """Plain data (lists, dicts) for JSON/YAML, e.g. the resolved config saved beside outputs."""
     if dataclasses.is_dataclass(obj):

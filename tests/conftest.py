@@ -60,3 +60,11 @@ def write_ingest_dir(path: Path, rows: list[dict]) -> Path:
     ).with_columns(pl.col("text").str.len_chars().cast(pl.Int64).alias("n_chars"))
     frame.write_parquet(path / "part-00000.parquet")
     return path
+
+
+@pytest.fixture(scope="session")
+def micro(sample_texts, tmp_path_factory):
+    """(shard folder, tokenizer.json) at micro scale, made once for every pre-training test."""
+    from pretrain_data import micro_shards
+
+    return micro_shards(tmp_path_factory.mktemp("micro"), sample_texts)

@@ -12,16 +12,11 @@ import torch
 from safetensors.torch import load_file
 
 from gptpipe.train import data
-from pretrain_data import micro_shards, pretrain_cmd, run
+from pretrain_data import pretrain_cmd, run
 
 # No dropout: its masks come from each rank's own RNG, so they differ by design.
 SETS = ("updates=12", "eval_every=6", "log_every=2", "model.embd_dropout=0",
         "model.attn_dropout=0", "model.resid_dropout=0")
-
-
-@pytest.fixture(scope="module")
-def micro(sample_texts, tmp_path_factory):
-    return micro_shards(tmp_path_factory.getbasetemp(), sample_texts)
 
 
 @pytest.fixture(scope="module")

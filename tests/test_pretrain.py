@@ -19,7 +19,7 @@ from gptpipe.modeldir import load_model_dir
 from gptpipe.stages import pretrain, sample
 from gptpipe.train import data, metrics
 from gptpipe.train.metrics import FIELDS
-from pretrain_data import micro_shards, pretrain_cmd, run
+from pretrain_data import pretrain_cmd, run
 
 
 @pytest.fixture(autouse=True)
@@ -29,11 +29,6 @@ def one_thread(monkeypatch):
     monkeypatch.setenv("GPTPIPE_NPROC", "1")
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def micro(sample_texts, tmp_path_factory):
-    return micro_shards(tmp_path_factory.getbasetemp(), sample_texts)
 
 
 @pytest.fixture(scope="module")

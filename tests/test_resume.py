@@ -13,15 +13,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from pretrain_data import ENV, micro_shards, pretrain_cmd, run
+from pretrain_data import ENV, pretrain_cmd, run
 
 SETS = ("updates=40", "checkpoint_every=10", "eval_every=20")
 COMPARED = ("step", "tokens", "loss", "val_loss", "val_bpb", "lr", "grad_norm")
-
-
-@pytest.fixture(scope="module")
-def micro(sample_texts, tmp_path_factory):
-    return micro_shards(tmp_path_factory.getbasetemp(), sample_texts)
 
 
 def _curve(out: Path) -> list[dict]:

@@ -40,14 +40,19 @@ SCORES_SCHEMA: dict[str, Any] = {
 # --------------------------------------------------------------------------- JSON files
 
 
-def read_json(path: Path) -> dict:
-    """A JSON object from `path`; a missing file or bad JSON is an error naming its line."""
+def _read_text(path: Path) -> str:
+    """The file's UTF-8 text; a missing or unreadable file is an error naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise GptpipeError(f"{path}: not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise GptpipeError(f"{path}: cannot read: {exc}") from None
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from `path`; a missing file or bad JSON is an error naming its line."""
+    text = _read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -59,12 +64,7 @@ def read_json(path: Path) -> dict:
 
 def read_jsonl(path: Path) -> list[tuple[int, dict]]:
     """(line number, object) for every non-blank line of a JSON-lines file."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise GptpipeError(f"{path}: not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GptpipeError(f"{path}: cannot read: {exc}") from None
+    lines = _read_text(path).splitlines()
     out = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

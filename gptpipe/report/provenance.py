@@ -7,7 +7,6 @@ off, so not even the index's stat cache is rewritten), the sha256 of `dvc.lock`,
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import re
@@ -15,7 +14,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..config import FetchConfig, to_dict
+from .. import bpe
+from ..config import FetchConfig, flatten, to_dict
 
 KEY_PACKAGES = ("gptpipe", "torch", "tokenizers", "snakemake", "dvc", "polars", "matplotlib")
 # Wikimedia names dumps `<wiki>-<YYYYMMDD>-...` (or `<wiki>-latest-...`).
@@ -46,13 +46,7 @@ def git_state(repo: Path) -> dict[str, Any]:
 
 def file_sha256(path: Path) -> str | None:
     """Hex sha256 of a file, or None when it does not exist."""
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return bpe.file_sha256(path) if path.is_file() else None
 
 
 def package_versions(names: Sequence[str] = KEY_PACKAGES) -> dict[str, str]:
@@ -89,15 +83,6 @@ def declared_inputs(fetch: FetchConfig, names: Sequence[str] | None = None
     return rows
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, Mapping):
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out |= _flatten(value, f"{prefix}{key}.")
-        return out
-    return {prefix.rstrip("."): data}
-
-
 def config_drift(resolved: Mapping[str, Mapping], recorded: Sequence[tuple[str, str, Mapping]]
                  ) -> list[str]:
     """Knobs a stage ran with that differ from what params resolve to now, as sentences.
@@ -109,9 +94,9 @@ def config_drift(resolved: Mapping[str, Mapping], recorded: Sequence[tuple[str, 
     for section, where, config in recorded:
         if section not in resolved:
             continue
-        now = _flatten(resolved[section])
+        now = flatten(resolved[section])
         skip = _JOB_LIST_KEYS.get(section, ())
-        for key, value in _flatten(config).items():
+        for key, value in flatten(config).items():
             if key in now and key.split(".")[0] not in skip and now[key] != value:
                 line = (f"{section}.{key}: the stage ran with {value!r}, params resolve to "
                         f"{now[key]!r} ({where})")

@@ -25,13 +25,13 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path, write_json
 from ..bpe import file_sha256
+from ..config import flatten
 from ..errors import GptpipeError
 from ..modeldir import unwrap
 from . import distributed as dd
@@ -49,18 +49,9 @@ def digest(fingerprint: dict) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            out |= _flatten(v, f"{prefix}{k}.")
-        return out
-    return {prefix.rstrip("."): obj}
-
-
 def differences(old: dict, new: dict, limit: int = 4) -> str:
     """`key: old -> new` for the first keys where two fingerprints differ."""
-    a, b = _flatten(old), _flatten(new)
+    a, b = flatten(old), flatten(new)
     keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     parts = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:limit]]
     return ", ".join(parts) + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")

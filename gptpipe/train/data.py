@@ -7,7 +7,6 @@ module only adapts them to the trainer (the slot layout of `RunShape`, devices).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from tokenizers import Tokenizer
 from .. import bpe, shards
 from ..errors import GptpipeError
 from ..loader import ShardLoader
+from .checkpoint import digest
 from .distributed import DistEnv
 from .schedule import RunShape
 
@@ -72,8 +72,7 @@ def data_fingerprint(info: DataInfo) -> str:
         split: [(s["name"], s["samples"], s.get("sha256")) for s in m["splits"][split]["shards"]]
         for split in ("train", "val")
     }
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return digest(content)
 
 
 class SlotStream:
