@@ -493,6 +493,9 @@ def resolve_section(
     own = params.get(section) or {}
     if not isinstance(own, Mapping):
         raise ConfigError(f"{where}: {section}: expected a mapping, got {type(own).__name__}")
+    # A knob listed as `null` is not set here: the preset's value (else the default) stands.
+    # params.yaml lists every knob that way, so that DVC's `-S section.key=...` finds it.
+    own = {key: value for key, value in own.items() if value is not None}
     data = merge(merge(PRESETS[scale].get(section, {}), own), overrides or {})
     return build(SECTIONS[section], data, f"{where}: {section}")
 

@@ -68,3 +68,39 @@ def micro(sample_texts, tmp_path_factory):
     from pretrain_data import micro_shards
 
     return micro_shards(tmp_path_factory.mktemp("micro"), sample_texts)
+
+
+# ------------------------------------------------------------------ the micro reproduction
+# One baseline run of the whole DAG at the `micro` scale per tool and test session; the rerun
+# tests work in clones of it (tests/workflow_projects.py), so none of them changes the baseline.
+
+
+@pytest.fixture(scope="session")
+def mirror_env(shared_data) -> dict:
+    """The environment a user of the sample mirror runs the workflow in."""
+    return {"GPTPIPE_MIRROR": str(shared_data)}
+
+
+@pytest.fixture(scope="session")
+def micro_smk(tmp_path_factory, mirror_env) -> Path:
+    """A project where `snakemake --cores 2` has run the micro DAG to the report."""
+    from workflow_projects import project_copy, snakemake
+
+    proj = project_copy(tmp_path_factory.mktemp("micro-smk"), scale="micro")
+    snakemake(proj, "all", env=mirror_env)
+    return proj
+
+
+@pytest.fixture(scope="session")
+def micro_dvc(tmp_path_factory, mirror_env) -> Path:
+    """A git + DVC project where `dvc repro` has run the micro DAG, lock committed (what
+    `dvc exp run` starts from)."""
+    from workflow_projects import DVC, project_copy, run
+
+    proj = project_copy(tmp_path_factory.mktemp("micro-dvc"), scale="micro")
+    git = ["git", "-c", "user.name=gptpipe tests", "-c", "user.email=tests@gptpipe.invalid"]
+    run(["git", "init", "-q"], proj)
+    run([*DVC, "repro"], proj, env=mirror_env)
+    run(["git", "add", "-A"], proj)
+    run([*git, "commit", "-q", "-m", "micro baseline"], proj)
+    return proj

@@ -74,6 +74,23 @@ def test_precedence_default_preset_file_set():
     assert resolve_section(params, "bpe", parse_set(["vocab_size=1024"])).vocab_size == 1024
 
 
+def test_params_yaml_lists_every_knob_and_null_keeps_the_preset():
+    """DVC's `-S section.key=value` only changes keys the file has: every knob is listed, as
+    `null` ("the preset's value") unless deliberately set."""
+    import dataclasses
+
+    from gptpipe.config import SECTIONS
+
+    params = load_params(REPO / "params.yaml")
+    for section, cls in SECTIONS.items():
+        assert set(params[section]) == {f.name for f in dataclasses.fields(cls)}, section
+    tiny = PRESETS["tiny"]
+    assert resolve_section(params, "bpe").vocab_size == tiny["bpe"]["vocab_size"]
+    assert resolve_section(params | {"scale": "gpt1"}, "pretrain").lr == 2.5e-4
+    set_lr = params | {"pretrain": {**params["pretrain"], "lr": 3e-4}}
+    assert resolve_section(set_lr, "pretrain").lr == 3e-4
+
+
 def test_parse_set_types_values_as_yaml():
     assert parse_set(["a=1", "b.c=2.5e-4", "d=[x, y]", "e=true", "f=text"]) == {
         "a": 1, "b": {"c": 2.5e-4}, "d": ["x", "y"], "e": True, "f": "text",

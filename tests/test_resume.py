@@ -14,6 +14,7 @@ import pytest
 from safetensors.torch import load_file
 
 from pretrain_data import ENV, pretrain_cmd, run
+from procs import children, gone
 
 SETS = ("updates=40", "checkpoint_every=10", "eval_every=20")
 COMPARED = ("step", "tokens", "loss", "val_loss", "val_bpb", "lr", "grad_norm")
@@ -22,34 +23,6 @@ COMPARED = ("step", "tokens", "loss", "val_loss", "val_bpb", "lr", "grad_norm")
 def _curve(out: Path) -> list[dict]:
     lines = (out / "out/metrics.jsonl").read_text().splitlines()
     return [{k: json.loads(line)[k] for k in COMPARED} for line in lines]
-
-
-def _children(pid: int) -> list[int]:
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(stat.parent.name))
-    return kids
-
-
-def _gone(pids: list[int], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(Path(f"/proc/{p}").exists() and "(Z)" not in _state(p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _state(pid: int) -> str:
-    try:
-        return "(" + Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] + ")"
-    except OSError:
-        return "(gone)"
 
 
 def _kill_after_checkpoint(cmd: list[str], ck: Path, env: dict, step: int = 10) -> None:
@@ -67,13 +40,13 @@ def _kill_after_checkpoint(cmd: list[str], ck: Path, env: dict, step: int = 10) 
             assert time.monotonic() < deadline, "no checkpoint appeared"
             time.sleep(0.01)
     finally:
-        workers = _children(proc.pid)
+        workers = children(proc.pid)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    assert _gone(workers), f"workers {workers} outlived their launcher"
+    assert gone(workers), f"workers {workers} outlived their launcher"
     assert not list(ck.glob("*/step-00000040")), "the run finished before the kill"
 
 

@@ -29,7 +29,8 @@ def _snakemake_jobs() -> dict[str, dict]:
             continue
         fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
         cmd = re.search(r"^Shell command: (.*)$", block, re.M).group(1)
-        cmd = re.sub(r"\s+2>\s+\S+\s*$", "", cmd)  # the log redirect is Snakemake's own
+        # The log redirect is Snakemake's own (pretrain's also copies it to the terminal).
+        cmd = re.sub(r"\s+(2>\s+\S+|2>&1 \| tee \S+ >&2)\s*$", "", cmd)
         # The rule starts torchrun with its GPU count; DVC's `python -m gptpipe pretrain`
         # launches itself (one process per visible GPU). Nothing else may differ.
         cmd = re.sub(r"^torchrun --standalone --nproc_per_node=\d+ -m gptpipe ",

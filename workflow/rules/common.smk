@@ -50,6 +50,11 @@ def fetch_outputs():
             for p in gw.fetch_outputs(CFG["fetch"], NEEDED_SOURCES)]
 
 
+def fetched_files():
+    """The same paths as `fetch_outputs`, as plain inputs (of the `all` rule)."""
+    return [f"data/{p}" for p in gw.fetch_outputs(CFG["fetch"], NEEDED_SOURCES)]
+
+
 def dump_file(wildcards):
     return f"data/{CFG['fetch'].source(wildcards.part).path}"
 

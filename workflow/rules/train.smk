@@ -3,6 +3,9 @@
 # visible); without GPUs, one CPU process. dvc.yaml runs the same stage as `python -m gptpipe
 # pretrain`, which re-launches itself under torchrun with one process per visible GPU: the two
 # command lines differ only in that launcher prefix (tests/test_workflow_sync.py).
+# Its progress lines (update, loss, tokens/s, ETA) go to the terminal as well as to the log: it is
+# the one long job of the demo. (Snakemake runs shell commands with pipefail, so a failure of
+# the stage still fails the job.)
 # Checkpoints live outside the declared output, because Snakemake and DVC remove a job's outputs
 # before running it again: a rerun resumes from them.
 
@@ -33,4 +36,4 @@ rule pretrain:
         "torchrun --standalone --nproc_per_node={params.nproc} -m gptpipe pretrain"
         " --params params.yaml --shards {input.shard}"
         " --tokenizer {input.bpe}/tokenizer.json --checkpoints results/checkpoints/pretrain"
-        " --output {output} {params.extra} 2> {log}"
+        " --output {output} {params.extra} 2>&1 | tee {log} >&2"
