@@ -34,9 +34,12 @@ def test_gpt1_has_the_papers_117m_parameters():
 
 
 def test_presets_and_config_checks():
-    tiny = GPTConfig.preset("tiny")
-    shape = (tiny.n_layer, tiny.d_model, tiny.n_head, tiny.d_ff, tiny.context)
-    assert shape == (4, 256, 4, 1024, 128)
+    from gptpipe.presets import PRESETS
+
+    tiny, scale = GPTConfig.preset("tiny"), PRESETS["tiny"]  # the model of the `tiny` scale
+    shape = (tiny.n_layer, tiny.d_model, tiny.n_head, tiny.d_ff, tiny.context, tiny.vocab_size)
+    assert shape == (*(scale["model"][k] for k in ("n_layer", "d_model", "n_head", "d_ff")),
+                     scale["shard"]["context"], scale["bpe"]["vocab_size"] + 5)
     micro = GPTConfig.preset("micro")
     assert (micro.n_layer, micro.d_model, micro.n_head, micro.context) == (2, 64, 2, 64)
     with pytest.raises(ValueError, match="unknown model preset"):

@@ -1,6 +1,6 @@
 """The README's demo, for real: the whole DAG at the `tiny` scale on the shared sample.
 
-The data half, then four minutes of pre-training that must end at least 1 nat below the unigram
+The data half, then three minutes of pre-training that must end at least 1 nat below the unigram
 baseline, every sample task fine-tuned and the report. It runs in a copy of the project (what a
 fresh clone has), never touching the checkout's `results/` and `data/`. What reruns after a
 change is tested at the `micro` scale (test_reruns.py).
@@ -33,7 +33,7 @@ def test_snakemake_runs_the_data_half(smk_project):
     stats = json.loads((smk_project / "results/ingest/enwiki-sample/stats.json").read_text())
     assert stats["pages_seen"] == 206 and stats["dropped"]["redirect"] == 100
     bpe = json.loads((smk_project / "results/bpe/bpe.json").read_text())
-    assert bpe["vocab_size"] == 8192 + 5 and manifest["vocab_size"] == 8192 + 5
+    assert bpe["vocab_size"] == 4096 + 5 and manifest["vocab_size"] == 4096 + 5
     for log in ("fetch", "bpe", "shard", "ingest/enwiki-sample"):
         assert (smk_project / f"results/logs/{log}.log").is_file()
 
@@ -45,14 +45,14 @@ def test_snakemake_pretrains_below_the_unigram_baseline(smk_project):
     assert figures["val_loss"] <= figures["unigram_val_loss"] - 1.0, figures
     assert figures["below_unigram"] >= 1.0
     assert 0 < figures["val_bpb"] < 8 and figures["tokens"] == figures["updates"] * 512
-    assert figures["updates"] == 960 and figures["processes"] == 1
+    assert figures["updates"] == 800 and figures["processes"] == 1
     assert {p.name for p in (out / "model").iterdir()} == {
         "model.safetensors", "model.json", "tokenizer.json"}
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(lines) >= 48 and lines[-1]["step"] == 960
+    assert len(lines) >= 40 and lines[-1]["step"] == 800
     assert set(lines[0]) == {"step", "tokens", "loss", "val_loss", "val_bpb", "lr", "grad_norm",
                              "tokens_per_s", "mfu"}
-    assert [r["step"] for r in lines if r["val_loss"] is not None] == [240, 480, 720, 960]
+    assert [r["step"] for r in lines if r["val_loss"] is not None] == [200, 400, 600, 800]
     assert json.loads((out / "config.json").read_text())["model"]["n_layer"] == 4
     # Checkpoints stay outside the output, so that a rerun can resume from them.
     assert list((smk_project / "results/checkpoints/pretrain").glob("*/step-*/meta.json"))

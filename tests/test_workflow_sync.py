@@ -127,3 +127,9 @@ def test_pretrain_starts_one_process_per_gpu_of_its_resources(gpus, nproc):
     ).stdout
     cmds = re.findall(r"^Shell command: (torchrun .*)$", out, re.M)
     assert len(cmds) == 1 and f" --nproc_per_node={nproc} -m gptpipe pretrain " in cmds[0], cmds
+
+
+def test_snakefiles_are_snakefmt_formatted():
+    res = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "workflow"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr

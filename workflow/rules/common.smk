@@ -36,7 +36,12 @@ NEEDED_SOURCES = gw.needed_sources(CFG["finetune"], CFG["fetch"])
 
 def fetch_extra():
     flags = " ".join(
-        f for f in (gw.fetch_only_flags(CFG["finetune"], CFG["fetch"]), overrides("fetch")) if f
+        f
+        for f in (
+            gw.fetch_only_flags(CFG["finetune"], CFG["fetch"]),
+            overrides("fetch"),
+        )
+        if f
     )
     mirror = config.get("mirror")
     return f"--mirror {mirror} {flags}".strip() if mirror else flags
@@ -46,8 +51,10 @@ def fetch_outputs():
     """Files, and the folders `kind: archive` sources unpack into (`directory()`), of the
     sources this configuration reads."""
     folders = {s.path for s in CFG["fetch"].sources if s.kind == "archive"}
-    return [directory(f"data/{p}") if p in folders else f"data/{p}"
-            for p in gw.fetch_outputs(CFG["fetch"], NEEDED_SOURCES)]
+    return [
+        directory(f"data/{p}") if p in folders else f"data/{p}"
+        for p in gw.fetch_outputs(CFG["fetch"], NEEDED_SOURCES)
+    ]
 
 
 def fetched_files():

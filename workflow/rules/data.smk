@@ -8,11 +8,11 @@ rule fetch:
         code("fetch"),
     output:
         fetch_outputs(),
+    log:
+        "results/logs/fetch.log",
     params:
         knobs=gw.fetch_knobs(FILE_PARAMS, config),
         extra=fetch_extra(),
-    log:
-        "results/logs/fetch.log",
     shell:
         "python -m gptpipe fetch --params params.yaml --output data {params.extra} 2> {log}"
 
@@ -23,16 +23,16 @@ rule ingest:
         code("ingest"),
     output:
         directory("results/ingest/{part}"),
+    log:
+        "results/logs/ingest/{part}.log",
+    benchmark:
+        "results/benchmarks/ingest/{part}.tsv"
+    threads: workflow.cores
     params:
         knobs=knobs("ingest"),
         extra=overrides("ingest"),
         dump=dump_file,
         index=dump_index_flag,
-    threads: workflow.cores
-    log:
-        "results/logs/ingest/{part}.log",
-    benchmark:
-        "results/benchmarks/ingest/{part}.tsv"
     shell:
         "python -m gptpipe ingest --params params.yaml --input {params.dump} {params.index}"
         " --output {output} {params.extra} 2> {log}"
@@ -44,13 +44,13 @@ rule bpe:
         code=code("bpe"),
     output:
         directory("results/bpe"),
-    params:
-        knobs=knobs("bpe"),
-        extra=overrides("bpe"),
     log:
         "results/logs/bpe.log",
     benchmark:
         "results/benchmarks/bpe.tsv"
+    params:
+        knobs=knobs("bpe"),
+        extra=overrides("bpe"),
     shell:
         "python -m gptpipe bpe --params params.yaml --ingest {input.ingest} --output {output}"
         " {params.extra} 2> {log}"
@@ -63,14 +63,14 @@ rule shard:
         code=code("shard"),
     output:
         directory("results/shard"),
-    params:
-        knobs=knobs("shard"),
-        extra=overrides("shard"),
-    threads: workflow.cores
     log:
         "results/logs/shard.log",
     benchmark:
         "results/benchmarks/shard.tsv"
+    threads: workflow.cores
+    params:
+        knobs=knobs("shard"),
+        extra=overrides("shard"),
     shell:
         "python -m gptpipe shard --params params.yaml --ingest {input.ingest}"
         " --tokenizer {input.bpe}/tokenizer.json --output {output} {params.extra} 2> {log}"

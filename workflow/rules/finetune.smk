@@ -26,16 +26,16 @@ rule finetune:
         code=code("finetune"),
     output:
         directory("results/finetune/{task}/{variant}/seed{seed}"),
-    params:
-        knobs=knobs("finetune"),
-        extra=overrides("finetune"),
-    threads: 1
-    resources:
-        gpu=0,
     log:
         "results/logs/finetune/{task}/{variant}/seed{seed}.log",
     benchmark:
         "results/benchmarks/finetune/{task}/{variant}/seed{seed}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+    params:
+        knobs=knobs("finetune"),
+        extra=overrides("finetune"),
     shell:
         "python -m gptpipe finetune --params params.yaml --task {wildcards.task}"
         " --variant {wildcards.variant} --seed {wildcards.seed} --model {input.model}"

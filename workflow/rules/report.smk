@@ -18,13 +18,13 @@ rule report:
             caption="../report/figures.rst",
             category="Results",
         ),
-    params:
-        knobs=knobs("report"),
-        extra=overrides("report"),
     log:
         "results/logs/report.log",
     benchmark:
         "results/benchmarks/report.tsv"
+    params:
+        knobs=knobs("report"),
+        extra=overrides("report"),
     shell:
         "python -m gptpipe report --params params.yaml --pretrain {input.pretrain}"
         " --finetune {input.finetune} --bpe {input.bpe} --shard {input.shard}"
