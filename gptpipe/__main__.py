@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("gptpipe.stages.pretrain", "pre-train the language model on the shards"),
     "finetune": ("gptpipe.stages.finetune", "fine-tune a model on one task (variant, seed)"),
     "report": ("gptpipe.stages.report", "HTML/Markdown report: curves, paper tables, provenance"),
+    "plan": ("gptpipe.stages.plan", "what a run will cost (GPU-hours, disk), before it runs"),
+    "mirror": ("gptpipe.stages.mirror", "download every declared source into a mirror folder"),
     "sample": ("gptpipe.stages.sample", "generate text from a model folder"),
     "export-hf": ("gptpipe.stages.export_hf", "a model folder -> a Hugging Face OpenAIGPT folder"),
     "import-hf": ("gptpipe.stages.import_hf", "a Hugging Face GPT-1 folder -> a model folder"),

@@ -12,16 +12,21 @@ from ..config import SCALES, load_params, parse_set, resolve_section
 from ..errors import GptpipeError
 
 
-def stage_parser(name: str, description: str) -> argparse.ArgumentParser:
+def stage_parser(name: str, description: str, section: str | None = None
+                 ) -> argparse.ArgumentParser:
+    """The options every command shares; `section`: the params section it reads (default: the
+    command's own name)."""
+    section = section or name
+    whose = "its own section" if section == name else "section"
     parser = argparse.ArgumentParser(prog=f"gptpipe {name}", description=description)
     knobs = parser.add_argument_group("config")
     knobs.add_argument(
         "--params", default="params.yaml", metavar="FILE",
-        help=f"params file; this stage reads its own section `{name}` (default: params.yaml)",
+        help=f"params file; this command reads {whose} `{section}` (default: params.yaml)",
     )
     knobs.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
-        help=f"override a key of section `{name}` (value parsed as YAML); repeatable",
+        help=f"override a key of section `{section}` (value parsed as YAML); repeatable",
     )
     knobs.add_argument(
         "--scale", choices=SCALES, default=None,

@@ -1,0 +1,109 @@
+"""Build a mirror folder: every declared source, verified, in the layout `fetch` reads a mirror in.
+
+For air-gapped clusters: run `gptpipe mirror DIR` where there is internet, copy DIR to the
+cluster, and point `mirror` (`GPTPIPE_MIRROR`, `--config mirror=DIR`) at it; `fetch` then takes
+everything from DIR, checks every checksum again, and never opens a connection.
+
+Layout (`gptpipe.sources` reads it): a plain file at `DIR/<path>` (and `<index_path>`); a
+`repack` dump already repacked there, with its index; an archive kept packed, at
+`DIR/<path><ext>` (`glue/CoLA.zip`), so that the compute side verifies it against the declared
+checksum before unpacking. `manual` sources cannot be downloaded: they are taken from an
+upstream mirror when one is given, else listed with their instructions (the mirror is then
+incomplete, and `build` says so).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+
+from .atomic import atomic_path
+from .config import FetchConfig, Source
+from .errors import GptpipeError
+from .sources import (
+    ARCHIVE_SUFFIXES, Http, _algo, _check, _copy_file, _is_cached, download, fetch_source,
+    select,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Mirrored:
+    """One source in the mirror: `how` is 'cached', 'download', 'mirror' (from an upstream
+    mirror) or 'missing' (a manual source nobody has placed yet)."""
+
+    name: str
+    paths: tuple[str, ...]  # relative to the mirror folder
+    how: str
+    instructions: str | None = None
+
+
+def archive_suffix(source: Source) -> str:
+    """The archive's extension, from its URL (`.zip`, `.tar.gz`, ...)."""
+    name = PurePosixPath(str(source.url).split("?", 1)[0]).name.lower()
+    for suffix in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return suffix
+    raise GptpipeError(f"source {source.name}: cannot tell the archive type of {source.url} "
+                       f"(expected one of {', '.join(ARCHIVE_SUFFIXES)})")
+
+
+def _archive(source: Source, root: Path, upstream: Path | None, http_: Http) -> Mirrored:
+    rel = source.path + archive_suffix(source)
+    dest = root / rel
+    if _is_cached(dest, source.checksum, source.name):
+        return Mirrored(source.name, (rel,), "cached")
+    origin: Path | str | None = upstream / rel if upstream is not None else source.url
+    if isinstance(origin, Path) and not origin.is_file():
+        raise GptpipeError(f"source {source.name}: {origin} not found in the upstream mirror "
+                           f"{upstream} (a mirror keeps archives packed)")
+    if origin is None:
+        raise GptpipeError(f"source {source.name}: no url and no upstream mirror")
+    with atomic_path(dest) as tmp:
+        if isinstance(origin, Path):
+            digest = _copy_file(origin, tmp, _algo(source.checksum))
+        else:
+            digest = download(origin, tmp, _algo(source.checksum), http_, source.name)
+        _check(digest, source.checksum, source.name, origin)
+    return Mirrored(source.name, (rel,), "mirror" if upstream is not None else "download")
+
+
+def mirror_source(source: Source, root: Path, upstream: Path | None = None,
+                  http_: Http = Http()) -> Mirrored:
+    """Put one source into the mirror folder `root` (from `upstream`, a mirror, when given;
+    else its URL), verified against its declared checksum."""
+    if source.kind == "archive":
+        return _archive(source, root, upstream, http_)
+    if source.kind == "manual" and not (
+        (root / source.path).is_file() or (upstream and (upstream / source.path).is_file())
+    ):
+        return Mirrored(source.name, (source.path,), "missing",
+                        " ".join(str(source.instructions).split()))
+    # Files, repacked dumps and placed manual files: the mirror's layout is data/'s.
+    done = fetch_source(source, root, upstream, http_)
+    return Mirrored(source.name, tuple(str(p.relative_to(root)) for p in done.paths), done.how)
+
+
+def build(cfg: FetchConfig, root: Path, upstream: Path | None = None,
+          only: Iterable[str] | None = None, http_: Http = Http()) -> list[Mirrored]:
+    """Mirror the sources (all declared ones, or those in `only`) into `root`.
+
+    Raises GptpipeError after trying every source when a manual one is still missing: its
+    instructions say where to get it, and the message where to put it.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    done = []
+    for source in select(cfg, only):
+        item = mirror_source(source, root, upstream, http_)
+        log.info("%s: %s (%s)", item.name, root / item.paths[0], item.how)
+        done.append(item)
+    missing = [m for m in done if m.how == "missing"]
+    if missing:
+        lines = [f"  {m.name}: put it at {root / m.paths[0]} -- {m.instructions}"
+                 for m in missing]
+        raise GptpipeError(f"the mirror {root} lacks {len(missing)} source(s) that only a person "
+                           "can fetch:\n" + "\n".join(lines))
+    return done
