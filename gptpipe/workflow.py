@@ -132,6 +132,35 @@ def cli_overrides_sections(file_params: Mapping, config: Mapping, sections: tupl
     return " ".join(shlex.quote(a) for a in args)
 
 
+RDZV_PORT = 29_500  # c10d rendezvous port on the job's first node (torchrun's default)
+
+
+def pretrain_launcher(nodes: int, gpus: int) -> str:
+    """The command prefix that starts `-m gptpipe pretrain` on `nodes` nodes with `gpus` GPUs
+    in all (a profile's or `--set-resources`' `nodes` and `gpu`; no GPUs: one CPU process).
+
+    One node: `torchrun --standalone`, one process per GPU. Several: one `torchrun` per node,
+    started by `srun` inside the job's allocation (the rule is an `mpi` job for the SLURM
+    executor, which then leaves the launching to the command), meeting at a c10d rendezvous on
+    the allocation's first node and spanning it with `gpus / nodes` processes each.
+    """
+    nodes, gpus = int(nodes), int(gpus)
+    if nodes < 1 or gpus < 0:
+        raise ConfigError(f"pretrain: nodes={nodes}, gpu={gpus}: need nodes >= 1, gpu >= 0")
+    if nodes == 1:
+        return f"torchrun --standalone --nproc_per_node={max(1, gpus)}"
+    if gpus < nodes or gpus % nodes:
+        raise ConfigError(f"pretrain: gpu={gpus} GPUs in all do not split evenly over "
+                          f"nodes={nodes} (give a multiple of the node count)")
+    # Outside an allocation, srun would ask for a new one: stop first, saying why.
+    check = ': "${SLURM_JOB_NODELIST:?multi-node pretrain runs inside a SLURM allocation}"; '
+    first = '"$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"'
+    return (f"{check}srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 "
+            f"--kill-on-bad-exit=1 torchrun --nnodes={nodes} --nproc_per_node={gpus // nodes} "
+            f"--rdzv_backend=c10d --rdzv_endpoint={first}:{RDZV_PORT} "
+            '--rdzv_id="$SLURM_JOB_ID"')
+
+
 def fetch_outputs(fetch_cfg: Any, names: Any = None) -> list[str]:
     """Relative paths (under `data/`) of every file or folder `fetch` produces (of the sources
     in `names`, when given)."""

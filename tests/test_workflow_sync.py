@@ -117,16 +117,48 @@ def test_snakemake_lint_is_clean():
     assert not lints, lints
 
 
-@pytest.mark.parametrize("gpus, nproc", [(None, 1), ("0", 1), ("4", 4)])
-def test_pretrain_starts_one_process_per_gpu_of_its_resources(gpus, nproc):
-    """What a profile (or `--set-resources`) gives the job is what torchrun starts."""
-    extra = ["--set-resources", f"pretrain:gpu={gpus}"] if gpus is not None else []
+def _pretrain_command(*resources: str) -> str:
+    extra = ["--set-resources", *(f"pretrain:{r}" for r in resources)] if resources else []
     out = subprocess.run(
         [*SNAKEMAKE, "-n", "-p", "--forceall", "--cores", "1", "results/pretrain", *extra],
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout
-    cmds = re.findall(r"^Shell command: (torchrun .*)$", out, re.M)
-    assert len(cmds) == 1 and f" --nproc_per_node={nproc} -m gptpipe pretrain " in cmds[0], cmds
+    cmds = re.findall(r"^Shell command: (.* -m gptpipe pretrain .*)$", out, re.M)
+    assert len(cmds) == 1, out[-3000:]
+    return cmds[0]
+
+
+@pytest.mark.parametrize("resources, nproc", [((), 1), (("gpu=0",), 1), (("gpu=1",), 1),
+                                              (("gpu=8",), 8), (("nodes=1", "gpu=8"), 8)])
+def test_one_node_pretrain_starts_one_process_per_gpu(resources, nproc):
+    """What a profile (or `--set-resources`) gives the job is what torchrun starts."""
+    cmd = _pretrain_command(*resources)
+    assert cmd.startswith(f"torchrun --standalone --nproc_per_node={nproc} -m gptpipe pretrain ")
+
+
+def test_multi_node_pretrain_starts_one_torchrun_per_node():
+    """4 nodes x 8 GPUs: srun starts one torchrun per node, which meet at a c10d rendezvous on
+    the allocation's first node; 8 processes each."""
+    cmd = _pretrain_command("nodes=4", "gpu=32")
+    assert cmd.startswith(
+        ': "${SLURM_JOB_NODELIST:?multi-node pretrain runs inside a SLURM allocation}"; '
+        "srun --nodes=4 --ntasks=4 --ntasks-per-node=1 --kill-on-bad-exit=1 torchrun --nnodes=4 "
+        '--nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint="$(scontrol show hostnames '
+        '"$SLURM_JOB_NODELIST" | head -n 1)":29500 --rdzv_id="$SLURM_JOB_ID" -m gptpipe '
+        "pretrain --params params.yaml "), cmd
+    # Outside an allocation it stops before srun could ask for one, saying why.
+    res = subprocess.run(["/bin/bash", "-c", "set -euo pipefail; " + cmd.split(" -m gptpipe")[0]],
+                         capture_output=True, text=True, env={"PATH": "/nonexistent"})
+    assert res.returncode == 1, res
+    assert "multi-node pretrain runs inside a SLURM allocation" in res.stderr
+    assert "srun" not in res.stderr  # never reached (else: "srun: command not found")
+
+
+def test_uneven_gpus_over_nodes_fail_before_any_job():
+    res = subprocess.run(
+        [*SNAKEMAKE, "-n", "--forceall", "--cores", "1", "results/pretrain", "--set-resources",
+         "pretrain:nodes=3", "pretrain:gpu=8"], cwd=REPO, capture_output=True, text=True)
+    assert res.returncode != 0 and "do not split evenly over nodes=3" in res.stdout + res.stderr
 
 
 def test_snakefiles_are_snakefmt_formatted():

@@ -57,6 +57,11 @@ def fetch_outputs():
     ]
 
 
+def pretrain_launch(wildcards, resources):
+    """torchrun (one node) or srun + torchrun (several) for the job's `nodes` and `gpu`."""
+    return gw.pretrain_launcher(resources.nodes, resources.gpu)
+
+
 def fetched_files():
     """The same paths as `fetch_outputs`, as plain inputs (of the `all` rule)."""
     return [f"data/{p}" for p in gw.fetch_outputs(CFG["fetch"], NEEDED_SOURCES)]

@@ -1,6 +1,7 @@
 # The training half. `pretrain` runs under torchrun, one process per GPU the job's resources give
-# it (`gpu`, which the SLURM profile also asks the scheduler for, so SLURM makes exactly those
-# visible); without GPUs, one CPU process. dvc.yaml runs the same stage as `python -m gptpipe
+# it (`gpu`, GPUs in all, which the SLURM profile also asks the scheduler for, so SLURM makes
+# exactly those visible); without GPUs, one CPU process. With `nodes` > 1 it starts one torchrun
+# per node through `srun` (gptpipe.workflow.pretrain_launcher). dvc.yaml runs the same stage as `python -m gptpipe
 # pretrain`, which re-launches itself under torchrun with one process per visible GPU: the two
 # command lines differ only in that launcher prefix (tests/test_workflow_sync.py).
 # Its progress lines (update, loss, tokens/s, ETA) go to the terminal as well as to the log: it is
@@ -24,8 +25,9 @@ rule pretrain:
     threads: workflow.cores
     resources:
         gpu=0,
+        nodes=1,
     params:
-        nproc=lambda wildcards, resources: max(1, int(resources.gpu)),
+        launch=pretrain_launch,
         model=knobs("model"),
         knobs=knobs("pretrain"),
         # --scale/--set SECTION.key=... for Snakemake --config overrides of either section
@@ -33,7 +35,7 @@ rule pretrain:
             FILE_PARAMS, config, gw.stage_sections("pretrain")
         ),
     shell:
-        "torchrun --standalone --nproc_per_node={params.nproc} -m gptpipe pretrain"
+        "{params.launch} -m gptpipe pretrain"
         " --params params.yaml --shards {input.shard}"
         " --tokenizer {input.bpe}/tokenizer.json --checkpoints results/checkpoints/pretrain"
         " --output {output} {params.extra} 2>&1 | tee {log} >&2"
