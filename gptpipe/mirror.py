@@ -19,13 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from .atomic import atomic_path
 from .config import FetchConfig, Source
 from .errors import GptpipeError
-from .sources import (
-    ARCHIVE_SUFFIXES, Http, _algo, _check, _copy_file, _is_cached, download, fetch_source,
-    select,
-)
+from .sources import ARCHIVE_SUFFIXES, Http, _obtain, fetch_source, select
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +48,10 @@ def archive_suffix(source: Source) -> str:
 
 
 def _archive(source: Source, root: Path, upstream: Path | None, http_: Http) -> Mirrored:
+    """The archive itself, packed, at `root/<path><ext>`: fetched like any plain file."""
     rel = source.path + archive_suffix(source)
-    dest = root / rel
-    if _is_cached(dest, source.checksum, source.name):
-        return Mirrored(source.name, (rel,), "cached")
-    origin: Path | str | None = upstream / rel if upstream is not None else source.url
-    if isinstance(origin, Path) and not origin.is_file():
-        raise GptpipeError(f"source {source.name}: {origin} not found in the upstream mirror "
-                           f"{upstream} (a mirror keeps archives packed)")
-    if origin is None:
-        raise GptpipeError(f"source {source.name}: no url and no upstream mirror")
-    with atomic_path(dest) as tmp:
-        if isinstance(origin, Path):
-            digest = _copy_file(origin, tmp, _algo(source.checksum))
-        else:
-            digest = download(origin, tmp, _algo(source.checksum), http_, source.name)
-        _check(digest, source.checksum, source.name, origin)
-    return Mirrored(source.name, (rel,), "mirror" if upstream is not None else "download")
+    how = _obtain(rel, source.checksum, source.url, root, upstream, source.name, http_)
+    return Mirrored(source.name, (rel,), how)
 
 
 def mirror_source(source: Source, root: Path, upstream: Path | None = None,

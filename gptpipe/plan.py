@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .config import to_dict
 from .model import GPTConfig, N_SPECIAL
 from .train.metrics import peak_flops
 
@@ -46,9 +47,8 @@ class Throughput:
 
 def model_shape(cfg: Mapping[str, Any]) -> GPTConfig:
     """The network `pretrain` would build from resolved `model`, `bpe` and `shard` sections."""
-    m = cfg["model"]
     return GPTConfig(vocab_size=cfg["bpe"].vocab_size + N_SPECIAL, context=cfg["shard"].context,
-                     n_layer=m.n_layer, n_head=m.n_head, d_model=m.d_model, d_ff=m.d_ff)
+                     **to_dict(cfg["model"]))
 
 
 def _count(shape: GPTConfig) -> tuple[int, int]:

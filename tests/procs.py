@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -33,3 +36,29 @@ def gone(pids: list[int], timeout: float = 20.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def kill_after_checkpoint(cmd: list[str], ck: Path, env: dict, *, last_step: int,
+                          step: int = 10, cwd: Path | None = None, recursive: bool = False,
+                          timeout: float = 300) -> None:
+    """Start `cmd` in its own session, SIGKILL its process group once checkpoint `step` under
+    `ck` is complete (its meta.json, written last, exists), and check that the kill came before
+    checkpoint `last_step` and that every process it had started (its children, or its whole
+    tree when `recursive`) died with it."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    try:
+        while not list(ck.glob(f"*/step-{step:08d}/meta.json")):
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.01)
+    finally:
+        family = children(proc.pid, recursive=recursive)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert gone(family), f"{family} outlived the killed process group"
+    assert not list(ck.glob(f"*/step-{last_step:08d}")), "the run finished before the kill"

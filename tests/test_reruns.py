@@ -11,14 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from procs import children, gone
+from procs import kill_after_checkpoint
 from workflow_projects import (
     DVC, SNAKEMAKE, clone, dvc_ran, finetune_figures, job_counts, planned, pretrain_figures,
     run, snakemake,
@@ -97,25 +94,8 @@ def test_a_killed_workflow_resumes_pretrain_and_matches(smk, micro_smk, mirror_e
     shutil.rmtree(smk / "results/pretrain")
     shutil.rmtree(smk / "results/checkpoints")
     ck = smk / "results/checkpoints/pretrain"
-    cmd = [*SNAKEMAKE, "--cores", "2", "all"]
-    env = {**os.environ, **mirror_env}
-    proc = subprocess.Popen(cmd, cwd=smk, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    try:
-        while not list(ck.glob("*/step-00000010/meta.json")):
-            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.01)
-    finally:
-        family = children(proc.pid, recursive=True)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
-    assert gone(family), f"{family} outlived the killed workflow"
-    assert not list(ck.glob("*/step-00000030")), "pre-training finished before the kill"
+    kill_after_checkpoint([*SNAKEMAKE, "--cores", "2", "all"], ck,
+                          {**os.environ, **mirror_env}, last_step=30, cwd=smk, recursive=True)
     assert not (smk / "results/pretrain").exists()  # no half-written output
 
     locked = snakemake(smk, "all", env=mirror_env, check=False)

@@ -5,49 +5,21 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
 from pretrain_data import ENV, pretrain_cmd, run
-from procs import children, gone
+from procs import kill_after_checkpoint
+from workflow_projects import CURVE_KEYS
 
 SETS = ("updates=40", "checkpoint_every=10", "eval_every=20")
-COMPARED = ("step", "tokens", "loss", "val_loss", "val_bpb", "lr", "grad_norm")
 
 
 def _curve(out: Path) -> list[dict]:
     lines = (out / "out/metrics.jsonl").read_text().splitlines()
-    return [{k: json.loads(line)[k] for k in COMPARED} for line in lines]
-
-
-def _kill_after_checkpoint(cmd: list[str], ck: Path, env: dict, step: int = 10) -> None:
-    """Start `cmd` in its own session, SIGKILL its process group once checkpoint `step` is
-    complete (its meta.json, written last, exists) and before the run could finish.
-
-    torch.distributed.run puts its workers in sessions of their own: they must die with it
-    (gptpipe asks the kernel for that), not train on as orphans."""
-    proc = subprocess.Popen(cmd, env={**os.environ, **ENV, **env}, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    try:
-        while not list(ck.glob(f"*/step-{step:08d}/meta.json")):
-            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.01)
-    finally:
-        workers = children(proc.pid)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    assert gone(workers), f"workers {workers} outlived their launcher"
-    assert not list(ck.glob("*/step-00000040")), "the run finished before the kill"
+    return [{k: json.loads(line)[k] for k in CURVE_KEYS} for line in lines]
 
 
 @pytest.mark.parametrize("nproc", ["1", "2"])
@@ -61,7 +33,9 @@ def test_sigkill_and_rerun_gives_the_uninterrupted_run(micro, tmp_path, nproc):
 
     killed = tmp_path / "killed"
     cmd = pretrain_cmd(*micro, killed, *SETS)
-    _kill_after_checkpoint(cmd, killed / "ck", env)
+    # torch.distributed.run puts its workers in sessions of their own: they must die with it
+    # (gptpipe asks the kernel for that), not train on as orphans.
+    kill_after_checkpoint(cmd, killed / "ck", {**os.environ, **ENV, **env}, last_step=40)
     assert not (killed / "out").exists()
     res = run(cmd, env)
     assert res.returncode == 0, res.stderr[-3000:]

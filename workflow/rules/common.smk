@@ -47,14 +47,15 @@ def fetch_extra():
     return f"--mirror {mirror} {flags}".strip() if mirror else flags
 
 
+# What `fetch` writes under data/ for those sources.
+FETCHED = gw.fetch_outputs(CFG["fetch"], NEEDED_SOURCES)
+
+
 def fetch_outputs():
     """Files, and the folders `kind: archive` sources unpack into (`directory()`), of the
     sources this configuration reads."""
     folders = {s.path for s in CFG["fetch"].sources if s.kind == "archive"}
-    return [
-        directory(f"data/{p}") if p in folders else f"data/{p}"
-        for p in gw.fetch_outputs(CFG["fetch"], NEEDED_SOURCES)
-    ]
+    return [directory(f"data/{p}") if p in folders else f"data/{p}" for p in FETCHED]
 
 
 def pretrain_launch(wildcards, resources):
@@ -64,7 +65,7 @@ def pretrain_launch(wildcards, resources):
 
 def fetched_files():
     """The same paths as `fetch_outputs`, as plain inputs (of the `all` rule)."""
-    return [f"data/{p}" for p in gw.fetch_outputs(CFG["fetch"], NEEDED_SOURCES)]
+    return [f"data/{p}" for p in FETCHED]
 
 
 def dump_file(wildcards):
