@@ -135,30 +135,93 @@ def cli_overrides_sections(file_params: Mapping, config: Mapping, sections: tupl
 RDZV_PORT = 29_500  # c10d rendezvous port on the job's first node (torchrun's default)
 
 
-def pretrain_launcher(nodes: int, gpus: int) -> str:
-    """The command prefix that starts `-m gptpipe pretrain` on `nodes` nodes with `gpus` GPUs
-    in all (a profile's or `--set-resources`' `nodes` and `gpu`; no GPUs: one CPU process).
+def _int_resource(resources: Any, name: str, default: int | None) -> int | None:
+    """`resources[name]` as a whole number (`default` when unset); anything else: ConfigError."""
+    value = resources.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"pretrain: resource {name}={value!r}: expected a whole number") from None
 
-    One node: `torchrun --standalone`, one process per GPU. Several: one `torchrun` per node,
-    started by `srun` inside the job's allocation (the rule is an `mpi` job for the SLURM
-    executor, which then leaves the launching to the command), meeting at a c10d rendezvous on
-    the allocation's first node and spanning it with `gpus / nodes` processes each.
+
+def slurm_resource_problems(resources: Any, nodes: int) -> list[str]:
+    """What keeps the SLURM executor from running a `nodes`-node pretrain job as it must.
+
+    Our command starts its own `srun`, so the job must be an `mpi` job (snakemake-executor-
+    plugin-slurm-jobstep then runs it without an `srun -n1` wrapper of its own) with
+    `tasks == nodes` (the plugin turns `mpi` + `tasks` into `sbatch --ntasks`, one slot per
+    node) and `tasks_per_gpu: 0` (else the plugin also passes `tasks` as `--ntasks-per-gpu`).
+    `tasks_per_node` must be unset: the plugin refuses an `mpi` job with both.
     """
-    nodes, gpus = int(nodes), int(gpus)
+    problems = []
+    if not resources.get("mpi"):
+        problems.append("mpi is unset")
+    tasks = _int_resource(resources, "tasks", None)
+    if tasks != nodes:
+        problems.append(f"tasks is {'unset' if tasks is None else tasks}, not {nodes}")
+    if resources.get("tasks_per_node"):  # the plugin ignores a 0
+        problems.append(f"tasks_per_node={resources.get('tasks_per_node')!r} must be unset")
+    if _int_resource(resources, "tasks_per_gpu", None) != 0:
+        problems.append(f"tasks_per_gpu is {resources.get('tasks_per_gpu', 'unset')}, not 0")
+    return problems
+
+
+def _srun_torchrun(nodes: int, per_node: int) -> str:
+    """`srun` starting one `torchrun` per node of the job's allocation, meeting on its first.
+
+    The SLURM jobstep plugin strips every SLURM_* variable but the job's id before it runs the
+    command, so the node list comes from `squeue`; `srun` finds the allocation through
+    $SLURM_JOB_ID, which it reads like `--jobid`. `sed -n 1p` rather than `head -n 1`: it reads
+    all of scontrol's output, so a long node list cannot kill scontrol with SIGPIPE; and
+    `|| true`, so that under Snakemake's `set -e -o pipefail` a failed look-up ends with the
+    check's message rather than silently.
+    """
+    # Outside an allocation, srun would ask for a new one: stop first, saying why.
+    need_job = (': "${SLURM_JOB_ID:?multi-node pretrain runs inside a SLURM allocation: '
+                'submit it with the SLURM profile}"; ')
+    first = ('rdzv_host="$(scontrol show hostnames "$(squeue --noheader --jobs "$SLURM_JOB_ID" '
+             '--format %N)" | sed -n 1p)" || true; '
+             ': "${rdzv_host:?cannot find the first node of SLURM job $SLURM_JOB_ID '
+             'with squeue and scontrol}"; ')
+    return (f"{need_job}{first}srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 "
+            f"--kill-on-bad-exit=1 torchrun --nnodes={nodes} --nproc_per_node={per_node} "
+            f'--rdzv_backend=c10d --rdzv_endpoint="$rdzv_host":{RDZV_PORT} '
+            '--rdzv_id="$SLURM_JOB_ID"')
+
+
+def pretrain_launcher(resources: Any, via_srun: bool | None = None) -> str:
+    """The command prefix that starts `-m gptpipe pretrain` for the job's `resources` (a dict
+    or Snakemake's `resources`: anything with `.get`): `nodes` (default 1) and `gpu`, the GPUs
+    in all (default 0: one CPU process), from the rule, a profile or `--set-resources`.
+
+    One node: `torchrun --standalone`, one process per GPU. Several (or `via_srun`, for a test
+    of that path on one node): one `torchrun` per node, started by `srun` inside the job's
+    allocation, meeting at a c10d rendezvous on its first node with `gpu / nodes` processes
+    each. Several nodes also need the SLURM resources of `slurm_resource_problems`; one node
+    through `srun` leaves them to the caller (the plugin wants `tasks` > 1 for an `mpi` job).
+    """
+    nodes, gpus = _int_resource(resources, "nodes", 1), _int_resource(resources, "gpu", 0)
     if nodes < 1 or gpus < 0:
         raise ConfigError(f"pretrain: nodes={nodes}, gpu={gpus}: need nodes >= 1, gpu >= 0")
-    if nodes == 1:
+    via_srun = nodes > 1 if via_srun is None else via_srun
+    if not via_srun:
+        if nodes > 1:
+            raise ConfigError(f"pretrain: nodes={nodes}: several nodes need srun")
         return f"torchrun --standalone --nproc_per_node={max(1, gpus)}"
-    if gpus < nodes or gpus % nodes:
+    if nodes > 1 and (gpus < nodes or gpus % nodes):
         raise ConfigError(f"pretrain: gpu={gpus} GPUs in all do not split evenly over "
                           f"nodes={nodes} (give a multiple of the node count)")
-    # Outside an allocation, srun would ask for a new one: stop first, saying why.
-    check = ': "${SLURM_JOB_NODELIST:?multi-node pretrain runs inside a SLURM allocation}"; '
-    first = '"$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"'
-    return (f"{check}srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 "
-            f"--kill-on-bad-exit=1 torchrun --nnodes={nodes} --nproc_per_node={gpus // nodes} "
-            f"--rdzv_backend=c10d --rdzv_endpoint={first}:{RDZV_PORT} "
-            '--rdzv_id="$SLURM_JOB_ID"')
+    problems = slurm_resource_problems(resources, nodes) if nodes > 1 else []
+    if problems:
+        raise ConfigError(
+            f"pretrain: nodes={nodes} runs its own srun, which the SLURM executor allows only "
+            f"for an mpi job with one task per node ({'; '.join(problems)}): add "
+            f"`--set-resources pretrain:mpi=srun pretrain:tasks={nodes} "
+            f"pretrain:tasks_per_gpu=0` (in a profile: set-resources: {{pretrain: {{mpi: srun, "
+            f"tasks: {nodes}, tasks_per_gpu: 0}}}})")
+    return _srun_torchrun(nodes, max(1, gpus // nodes))
 
 
 def fetch_outputs(fetch_cfg: Any, names: Any = None) -> list[str]:

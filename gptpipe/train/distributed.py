@@ -124,9 +124,33 @@ def init(pref: str) -> DistEnv:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, rank=rank, world_size=world)
+        join_group("nccl" if device.type == "cuda" else "gloo", rank, world)
     return DistEnv(rank, local_rank, world, device)
+
+
+def join_group(backend: str, rank: int, world: int) -> None:
+    """`init_process_group` from torchrun's $MASTER_ADDR:$MASTER_PORT, its failure told plainly.
+
+    A missing variable means the process was not started by torchrun (the workflow's launcher
+    does that); a failure to meet is most often the network between nodes, hence the hints.
+    """
+    for var in ("MASTER_ADDR", "MASTER_PORT"):
+        if not os.environ.get(var):
+            raise GptpipeError(
+                f"WORLD_SIZE={world} but ${var} is unset: pretrain on several processes must "
+                "be started by torchrun (as the workflow's pretrain rule does), which sets it"
+            )
+    where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    try:
+        dist.init_process_group(backend, rank=rank, world_size=world)
+    except (RuntimeError, ValueError, OSError) as exc:  # DistError subclasses RuntimeError
+        hint = (" (NCCL: set NCCL_SOCKET_IFNAME to the interface between the nodes; "
+                "NCCL_DEBUG=INFO shows what it tried)" if backend == "nccl" else "")
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise GptpipeError(
+            f"rank {rank} of {world} could not join the {backend} process group at "
+            f"MASTER_ADDR:MASTER_PORT={where}: {first_line}{hint}"
+        ) from exc
 
 
 def shutdown() -> None:

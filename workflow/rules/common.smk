@@ -15,6 +15,13 @@ wildcard_constraints:
     part="|".join(PARTS) if PARTS else "^$",
 
 
+def all_cores():
+    """`threads` of the stages that use every core they get: all of `--cores` on one machine.
+    A cluster executor runs without `--cores` (each job asks for its own CPUs), so there the
+    profile's `set-threads` decides, and without it such a job asks for one CPU."""
+    return workflow.resource_settings.cores or 1
+
+
 def knobs(section):
     """The resolved section: as a rule's params it reruns the rule when a knob changes."""
     return gw.knobs(FILE_PARAMS, config, section)
@@ -59,8 +66,9 @@ def fetch_outputs():
 
 
 def pretrain_launch(wildcards, resources):
-    """torchrun (one node) or srun + torchrun (several) for the job's `nodes` and `gpu`."""
-    return gw.pretrain_launcher(resources.nodes, resources.gpu)
+    """torchrun (one node) or srun + torchrun (several) for the job's `nodes` and `gpu`;
+    several nodes also need the SLURM resources `mpi`, `tasks` and `tasks_per_gpu`."""
+    return gw.pretrain_launcher(resources)
 
 
 def fetched_files():
