@@ -84,10 +84,14 @@ def mirror_env(shared_data) -> dict:
 @pytest.fixture(scope="session")
 def micro_smk(tmp_path_factory, mirror_env) -> Path:
     """A project where `snakemake --cores 2` has run the micro DAG to the report."""
-    from workflow_projects import project_copy, snakemake
+    import time
+
+    from workflow_projects import WALL_SECONDS, project_copy, snakemake
 
     proj = project_copy(tmp_path_factory.mktemp("micro-smk"), scale="micro")
+    t0 = time.monotonic()
     snakemake(proj, "all", env=mirror_env)
+    WALL_SECONDS["micro_smk"] = time.monotonic() - t0
     return proj
 
 
@@ -104,3 +108,23 @@ def micro_dvc(tmp_path_factory, mirror_env) -> Path:
     run(["git", "add", "-A"], proj)
     run([*git, "commit", "-q", "-m", "micro baseline"], proj)
     return proj
+
+
+# ------------------------------------------------------------------ a real SLURM on localhost
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A one-node SLURM cluster on this machine, up for the session (tests/slurm/cluster.sh):
+    one already up is used as it is; one this fixture starts is stopped at the end. Where none
+    can be started (not root, no apt), it fails under CI and skips elsewhere, saying why."""
+    from slurm_runs import ensure_cluster, stop_cluster
+
+    started, why = ensure_cluster()
+    if why:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(why)
+        pytest.skip(why)
+    yield
+    if started:
+        stop_cluster()

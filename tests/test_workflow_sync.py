@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from gptpipe.config import SECTIONS
-from gptpipe.workflow import stage_sections
+from gptpipe.errors import ConfigError
+from gptpipe.workflow import pretrain_launcher, stage_sections
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -136,22 +137,120 @@ def test_one_node_pretrain_starts_one_process_per_gpu(resources, nproc):
     assert cmd.startswith(f"torchrun --standalone --nproc_per_node={nproc} -m gptpipe pretrain ")
 
 
-def test_multi_node_pretrain_starts_one_torchrun_per_node():
+SLURM_4X8 = ("nodes=4", "gpu=32", "mpi=srun", "tasks=4", "tasks_per_gpu=0")
+
+
+@pytest.fixture(scope="module")
+def multi_node_command():
+    return _pretrain_command(*SLURM_4X8)
+
+
+def test_multi_node_pretrain_starts_one_torchrun_per_node(multi_node_command):
     """4 nodes x 8 GPUs: srun starts one torchrun per node, which meet at a c10d rendezvous on
     the allocation's first node; 8 processes each."""
-    cmd = _pretrain_command("nodes=4", "gpu=32")
+    cmd = multi_node_command
     assert cmd.startswith(
-        ': "${SLURM_JOB_NODELIST:?multi-node pretrain runs inside a SLURM allocation}"; '
+        ': "${SLURM_JOB_ID:?multi-node pretrain runs inside a SLURM allocation: submit it with '
+        'the SLURM profile}"; rdzv_host="$(scontrol show hostnames "$(squeue --noheader --jobs '
+        '"$SLURM_JOB_ID" --format %N)" | sed -n 1p)" || true; : "${rdzv_host:?cannot find the '
+        'first node of SLURM job $SLURM_JOB_ID with squeue and scontrol}"; '
         "srun --nodes=4 --ntasks=4 --ntasks-per-node=1 --kill-on-bad-exit=1 torchrun --nnodes=4 "
-        '--nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint="$(scontrol show hostnames '
-        '"$SLURM_JOB_NODELIST" | head -n 1)":29500 --rdzv_id="$SLURM_JOB_ID" -m gptpipe '
-        "pretrain --params params.yaml "), cmd
+        '--nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint="$rdzv_host":29500 '
+        '--rdzv_id="$SLURM_JOB_ID" -m gptpipe pretrain --params params.yaml '), cmd
     # Outside an allocation it stops before srun could ask for one, saying why.
     res = subprocess.run(["/bin/bash", "-c", "set -euo pipefail; " + cmd.split(" -m gptpipe")[0]],
                          capture_output=True, text=True, env={"PATH": "/nonexistent"})
     assert res.returncode == 1, res
     assert "multi-node pretrain runs inside a SLURM allocation" in res.stderr
-    assert "srun" not in res.stderr  # never reached (else: "srun: command not found")
+    assert "srun" not in res.stderr and "squeue" not in res.stderr  # never reached
+
+
+def test_readme_shows_the_multi_node_command_the_dry_run_prints(multi_node_command):
+    readme = (REPO / "README.md").read_text()
+    assert "--set-resources pretrain:nodes=4\npretrain:gpu=32 pretrain:mpi=srun pretrain:tasks=4 " \
+        "pretrain:tasks_per_gpu=0" in readme
+    assert f"\n{multi_node_command}\n" in readme
+
+
+def _fake_slurm(bin_dir: Path, squeue_out: str) -> None:
+    """squeue, scontrol and srun stand-ins: the node list of job 4242, its expansion, and an
+    srun that prints the command it was given, one word a line."""
+    scripts = {
+        "squeue": f'[ "$*" = "--noheader --jobs 4242 --format %N" ] || exit 1\n'
+                  f'echo "{squeue_out}"',
+        "scontrol": '[ "$*" = "show hostnames gpu[07-10]" ] || { echo "bad: $*" >&2; exit 1; }\n'
+                    "printf 'gpu07\\ngpu08\\ngpu09\\ngpu10\\n'",
+        "srun": "printf '%s\\n' srun \"$@\"",
+    }
+    for name, body in scripts.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+
+
+def _run_in_job(cmd: str, bin_dir: Path) -> subprocess.CompletedProcess:
+    """The command as Snakemake's shell runs it in SLURM job 4242, with the SLURM_* variables
+    the jobstep plugin removes (the node list among them) absent."""
+    prefix = cmd.split(" -m gptpipe")[0]
+    return subprocess.run(
+        ["/bin/bash", "-c", f"set -euo pipefail; {prefix} -m gptpipe pretrain"],
+        capture_output=True, text=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_ID": "4242"},
+    )
+
+
+def test_multi_node_pretrain_finds_the_first_node_without_the_node_list(
+        multi_node_command, tmp_path):
+    _fake_slurm(tmp_path, "gpu[07-10]")
+    res = _run_in_job(multi_node_command, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "srun", "--nodes=4", "--ntasks=4", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
+        "torchrun", "--nnodes=4", "--nproc_per_node=8", "--rdzv_backend=c10d",
+        "--rdzv_endpoint=gpu07:29500", "--rdzv_id=4242", "-m", "gptpipe", "pretrain"]
+
+
+def test_multi_node_pretrain_stops_when_the_first_node_is_unknown(multi_node_command, tmp_path):
+    _fake_slurm(tmp_path, "")  # squeue has nothing: scontrol fails, and so must the job, clearly
+    res = _run_in_job(multi_node_command, tmp_path)
+    assert res.returncode == 1, res
+    assert "cannot find the first node of SLURM job 4242 with squeue and scontrol" in res.stderr
+    assert res.stdout == ""  # srun never ran
+
+
+@pytest.mark.parametrize("resources, problems", [
+    ({}, "mpi is unset; tasks is unset, not 4; tasks_per_gpu is unset, not 0"),
+    ({"mpi": "srun", "tasks": 4}, "tasks_per_gpu is unset, not 0"),
+    ({"mpi": "srun", "tasks": 32, "tasks_per_gpu": 0}, "tasks is 32, not 4"),
+    ({"mpi": "srun", "tasks_per_node": 2, "tasks_per_gpu": 1},
+     "tasks is unset, not 4; tasks_per_node=2 must be unset; tasks_per_gpu is 1, not 0"),
+])
+def test_multi_node_pretrain_names_the_slurm_resources_it_lacks(resources, problems):
+    with pytest.raises(ConfigError) as err:
+        pretrain_launcher({"nodes": 4, "gpu": 32, **resources})
+    msg = str(err.value)
+    assert f"({problems}):" in msg
+    assert ("--set-resources pretrain:mpi=srun pretrain:tasks=4 pretrain:tasks_per_gpu=0"
+            in msg)
+
+
+def test_multi_node_pretrain_without_slurm_resources_fails_before_any_job():
+    res = subprocess.run(
+        [*SNAKEMAKE, "-n", "--forceall", "--cores", "1", "results/pretrain", "--set-resources",
+         "pretrain:nodes=4", "pretrain:gpu=32", "pretrain:mpi=srun"],
+        cwd=REPO, capture_output=True, text=True)
+    text = res.stdout + res.stderr
+    assert res.returncode != 0 and "tasks is unset, not 4; tasks_per_gpu is unset, not 0" in text
+    assert "--set-resources pretrain:mpi=srun pretrain:tasks=4 pretrain:tasks_per_gpu=0" in text
+
+
+def test_one_node_pretrain_can_be_forced_through_srun():
+    """The path a one-node SLURM cluster can test: srun + torchrun, one node, its GPUs."""
+    cmd = pretrain_launcher({"nodes": 1, "gpu": 2}, via_srun=True)
+    assert ("srun --nodes=1 --ntasks=1 --ntasks-per-node=1 --kill-on-bad-exit=1 torchrun "
+            "--nnodes=1 --nproc_per_node=2 --rdzv_backend=c10d") in cmd
+    assert pretrain_launcher({"nodes": 1, "gpu": 2}) == "torchrun --standalone --nproc_per_node=2"
+    with pytest.raises(ConfigError, match="several nodes need srun"):
+        pretrain_launcher({"nodes": 2, "gpu": 2}, via_srun=False)
 
 
 def test_uneven_gpus_over_nodes_fail_before_any_job():
@@ -165,3 +264,43 @@ def test_snakefiles_are_snakefmt_formatted():
     res = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "workflow"], cwd=REPO,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+# ------------------------------------------------------------------------------ profiles
+
+
+def _rules() -> set[str]:
+    text = "".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk"))
+    return set(re.findall(r"^rule (\w+):", text, re.M))
+
+
+@pytest.mark.parametrize("name", ["local", "slurm"])
+def test_profiles_name_only_rules_that_exist(name):
+    """A typo in a profile's per-rule entry would silently give that rule nothing."""
+    import yaml
+
+    profile = yaml.safe_load((REPO / f"workflow/profiles/{name}/config.yaml").read_text())
+    for key in ("set-threads", "set-resources", "groups", "group-components"):
+        assert set(profile.get(key) or {}) <= _rules(), key
+
+
+def test_slurm_profile_asks_for_gpus_where_the_stages_use_them():
+    import yaml
+
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    res = profile["set-resources"]
+    assert profile["executor"] == "slurm"
+    assert res["pretrain"]["gpu"] >= 1 and res["finetune"]["gpu"] == 1
+    assert all("gpu" not in res.get(r, {}) for r in ("fetch", "ingest", "bpe", "shard", "report"))
+    # A bundle of fine-tuning jobs adds its jobs' requests up: per-CPU memory would multiply.
+    assert not any("mem_mb_per_cpu" in r for r in [profile["default-resources"], *res.values()])
+    assert profile["groups"] == {"finetune": "finetune"}
+
+
+def test_local_profile_runs_the_dag_on_this_machine():
+    out = subprocess.run(
+        [*SNAKEMAKE, "-n", "-p", "--forceall", "--workflow-profile", "workflow/profiles/local",
+         "results/pretrain"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout
+    assert "torchrun --standalone --nproc_per_node=1 -m gptpipe pretrain" in out

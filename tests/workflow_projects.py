@@ -21,6 +21,9 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 DVC = [sys.executable, "-m", "dvc"]
 # Compared between runs: everything that depends on what was computed, nothing that depends on
 # when or how fast (timestamps, durations, throughput, provenance).
+# How long the session's baseline runs took (conftest fixture name -> seconds), for figures that
+# compare a run with its baseline (the SLURM run's overhead).
+WALL_SECONDS: dict[str, float] = {}
 CURVE_KEYS = ("step", "tokens", "loss", "val_loss", "val_bpb", "lr", "grad_norm")
 
 

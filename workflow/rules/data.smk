@@ -27,7 +27,7 @@ rule ingest:
         "results/logs/ingest/{part}.log",
     benchmark:
         "results/benchmarks/ingest/{part}.tsv"
-    threads: workflow.cores
+    threads: all_cores()
     params:
         knobs=knobs("ingest"),
         extra=overrides("ingest"),
@@ -67,7 +67,7 @@ rule shard:
         "results/logs/shard.log",
     benchmark:
         "results/benchmarks/shard.tsv"
-    threads: workflow.cores
+    threads: all_cores()
     params:
         knobs=knobs("shard"),
         extra=overrides("shard"),

@@ -22,7 +22,7 @@ rule pretrain:
         "results/logs/pretrain.log",
     benchmark:
         "results/benchmarks/pretrain.tsv"
-    threads: workflow.cores
+    threads: all_cores()
     resources:
         gpu=0,
         nodes=1,
