@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -15,6 +16,14 @@ def _mirror() -> Path:
     return Path(env) if env else (REPO.parent / "shared" / "data")
 
 
+def unavailable(why: str) -> NoReturn:
+    """What a test does when something it needs is missing: fail under CI (CI=true), where
+    everything must be there, and skip, saying why, everywhere else."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The mirror folder with the real sample data (`GPTPIPE_MIRROR`, else ../shared/data).
@@ -23,10 +32,8 @@ def shared_data() -> Path:
     """
     path = _mirror()
     if not (path / "wikipedia").is_dir():
-        msg = f"real sample data not found at {path} (set GPTPIPE_MIRROR to the shared data folder)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+        unavailable(f"real sample data not found at {path} (set GPTPIPE_MIRROR to the shared "
+                    "data folder)")
     return path
 
 
@@ -122,9 +129,7 @@ def slurm_cluster():
 
     started, why = ensure_cluster()
     if why:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(why)
-        pytest.skip(why)
+        unavailable(why)
     yield
     if started:
         stop_cluster()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from workflow_projects import REPO, SNAKEMAKE, run
+from workflow_projects import REPO, SNAKEMAKE, run, user_env
 
 CLUSTER = REPO / "tests/slurm/cluster.sh"
 PROFILE = "workflow/profiles/slurm"
@@ -97,11 +97,8 @@ def slurm_snakemake(proj: Path, *args: str, env: dict | None = None, check: bool
            "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs",
            *args, *fitted_overrides(proj)]  # ARGS first: the overrides end in a list flag
     if popen:
-        from workflow_projects import BIN
-        path = {"PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
-        return subprocess.Popen(cmd, cwd=proj, env={**os.environ, **path, **(env or {})},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+        return subprocess.Popen(cmd, cwd=proj, env=user_env(env), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     return run(cmd, proj, env=env, check=check, timeout=KILL_AFTER_S + 60)
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import unavailable
+
 REPO = Path(__file__).resolve().parents[1]
 SHOTS = REPO / "results/browser"
 pytestmark = pytest.mark.slow
@@ -27,9 +29,7 @@ def _chromium() -> str:
         return path
     msg = ("headless Chromium is needed: install Debian's `chromium` package (or set "
            "GPTPIPE_CHROMIUM) and the test extra (`pip install -e '.[test]'`: playwright)")
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(msg)
-    pytest.skip(msg)
+    unavailable(msg)
 
 
 def test_the_report_renders_in_headless_chromium(micro_smk):

@@ -52,11 +52,15 @@ def clone(src: Path, dest: Path) -> Path:
     return dest
 
 
+def user_env(env: dict | None = None) -> dict:
+    """This environment, with its `python`, `snakemake` and `torchrun` first on PATH, plus `env`."""
+    return {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", ""), **(env or {})}
+
+
 def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True,
         timeout: int = 1800) -> subprocess.CompletedProcess:
-    path = {"PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
-    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                         env={**os.environ, **path, **(env or {})}, timeout=timeout)
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=user_env(env),
+                         timeout=timeout)
     if check and res.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
     return res
