@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -190,12 +189,15 @@ def test_the_srun_launcher_spans_the_allocation(slurm_cluster, tmp_path):
     from gptpipe.workflow import pretrain_launcher
 
     script = tmp_path / "ranks.py"
+    # Each rank writes its own file: two processes printing to one job log interleave even
+    # within a line, which made an earlier version of this test flaky.
     script.write_text(
-        "import os, torch, torch.distributed as dist\n"
+        "import os, sys, torch, torch.distributed as dist\n"
         "dist.init_process_group('gloo')\n"
         "t = torch.tensor([dist.get_rank()]); dist.all_reduce(t)\n"
-        "print('rank', dist.get_rank(), 'of', dist.get_world_size(), 'sum', int(t),"
-        " 'master', os.environ['MASTER_ADDR'], flush=True)\n"
+        "line = f'rank {dist.get_rank()} of {dist.get_world_size()} sum {int(t)}'"
+        " f' master {os.environ[\"MASTER_ADDR\"]}'\n"
+        "open(os.path.join(sys.argv[1], f'rank{dist.get_rank()}.txt'), 'w').write(line)\n"
         "dist.destroy_process_group()\n")
     launch = pretrain_launcher({"nodes": 1, "gpu": 2}, via_srun=True)
     job = tmp_path / "job.sh"
@@ -203,13 +205,13 @@ def test_the_srun_launcher_spans_the_allocation(slurm_cluster, tmp_path):
         "#!/bin/bash\nset -euo pipefail\n"
         'for v in $(env | grep -o "^SLURM_[A-Z_]*" | grep -vx "SLURM_JOB_ID"); do unset "$v"; done\n'
         f"export PATH={Path(sys.executable).parent}:$PATH\n"
-        f"{launch} {script}\n")
+        f"{launch} {script} {tmp_path}\n")
     out = tmp_path / "job.out"
     res = subprocess.run(["timeout", "-s", "KILL", "300", "sbatch", "--wait", "--nodes=1",
                           "--ntasks=1", "--cpus-per-task=2", "--gpus=2", f"--output={out}",
                           str(job)], capture_output=True, text=True, cwd=tmp_path)
     text = out.read_text() if out.exists() else ""
     assert res.returncode == 0, res.stderr + text
-    # Both ranks in one group of 2 (their lines may interleave).
-    assert sorted(re.findall(r"rank (\d) of (\d) sum (\d)", text)) == [
-        ("0", "2", "1"), ("1", "2", "1")], text
+    ranks = sorted(f.read_text() for f in tmp_path.glob("rank*.txt"))
+    assert [r.rsplit(" master", 1)[0] for r in ranks] == [
+        "rank 0 of 2 sum 1", "rank 1 of 2 sum 1"], text + repr(ranks)
