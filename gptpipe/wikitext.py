@@ -69,6 +69,8 @@ _INLINE_TEMPLATE_RE = re.compile(r"\{\{%s([^{}]*)\}\}" % _INLINE_NAMES, re.I)
 _TEMPLATE_INNER_RE = re.compile(r"\{\{(?!%s)[^{}]*\}\}" % _INLINE_NAMES, re.I)
 _RANGE_WORDS = frozenset({"to", "-", "–", "and", "or", "by", "x", "×", "+"})
 _TEMPLATE_TOKEN_RE = re.compile(r"\{\{|\}\}")
+# A template's content (its inner templates already replaced) when it is an inline one.
+_INLINE_CONTENT_RE = re.compile(r"%s(.*)" % _INLINE_NAMES, re.I | re.S)
 # Line-level patterns start with a literal "\n" (the text is framed by newlines), which `re`
 # finds fast; patterns starting with `^` or a character class are tried at every character.
 # MediaWiki opens tables only at a line start (after indentation colons) and closes them at a
@@ -154,21 +156,27 @@ def is_disambiguation(title: str, wikitext: str) -> bool:
 def to_prose(wikitext: str) -> str:
     """The readable prose of one article's wikitext: paragraphs separated by one blank line."""
     text = "\n" + wikitext + "\n"  # every line, the first and last too, starts/ends with "\n"
+    # Each pass is guarded by a one-character `in` (memchr) before any longer one: a pass that
+    # would find nothing then costs a fast scan instead of a regex scan or a slow 2-char search.
     if "<" in text:
-        text = _COMMENT_RE.sub("", text)
+        if "<!--" in text:
+            text = _COMMENT_RE.sub("", text)
         text = _DROP_RE.sub("", text)
-    if "{{" in text or "}}" in text:
+    if "{" in text:
+        if "{{" in text or "}}" in text:
+            text = remove_templates(text)
+        if "{|" in text:
+            text = remove_tables(text)
+    elif "}" in text and "}}" in text:
         text = remove_templates(text)
-    if "{|" in text:
-        text = remove_tables(text)
     if "[" in text:
         text = _convert_links(text)
-    if "''" in text:
+    if "'" in text and "''" in text:
         text = _QUOTES_RE.sub("", text)
     if "<" in text:
         text = _BR_RE.sub("\n", text)
         text = _TAG_RE.sub("", text)
-    if "__" in text:
+    if "_" in text and "__" in text:
         text = _MAGIC_WORD_RE.sub("", text)
     if "&" in text:
         text = html.unescape(text)
@@ -178,20 +186,57 @@ def to_prose(wikitext: str) -> str:
 def remove_templates(text: str) -> str:
     """Drop every `{{...}}` (nested), but keep the words of a few inline ones (`convert`,
     `lang`, `nowrap`, `nihongo`); an unclosed one is dropped up to the next blank line."""
+    fast = _remove_balanced_templates(text)
+    return _remove_templates_iteratively(text) if fast is None else fast
+
+
+def _remove_balanced_templates(text: str) -> str | None:
+    """`remove_templates` by splitting at `{{` and `}}`, for text whose templates all close,
+    nest at most 8 deep and hold no single brace (tables' `{|` and `|}` outside them are
+    fine): nearly every article. None for other text.
+
+    Each template's value is computed from its content once its inner templates have theirs,
+    which is what the iterative, innermost-first passes compute on such text, without their
+    repeated full-text regex scans.
+    """
+    stack: list[list[str]] = [[]]  # the pieces of each open template, outermost first
+    for i, chunk in enumerate(text.split("{{")):
+        if i:
+            stack.append([])
+            if len(stack) > 9:
+                return None
+        for j, piece in enumerate(chunk.split("}}")):
+            if j:
+                if len(stack) == 1:  # a stray `}}`
+                    return None
+                content = "".join(stack.pop())
+                inline = _INLINE_CONTENT_RE.match(content)
+                stack[-1].append(_inline_words(*inline.groups()) if inline else "")
+            if (len(stack) > 1 and ("{" in piece or "}" in piece)) or (j and piece[:1] == "}"):
+                return None  # `{{{param}}}`, `{|` in a template, `}}}`: the passes decide
+            stack[-1].append(piece)
+    return "".join(stack[0]) if len(stack) == 1 else None
+
+
+def _remove_templates_iteratively(text: str) -> str:
     for _ in range(8):  # innermost first, in C; real nesting rarely goes beyond 4
         text, inline = _INLINE_TEMPLATE_RE.subn(_inline_template, text)
         text, removed = _TEMPLATE_INNER_RE.subn("", text)
-        if not (inline or removed) or "{{" not in text:
+        if not (inline or removed) or "{" not in text or "{{" not in text:
             break
-    if "{{" not in text and "}}" not in text:
+    if ("{" not in text or "{{" not in text) and ("}" not in text or "}}" not in text):
         return text
     return _remove_nested(text, _TEMPLATE_TOKEN_RE, lambda m: m.group() == "{{", _to_blank_line)
 
 
 def _inline_template(m: re.Match) -> str:
+    return _inline_words(m.group(1), m.group(2))
+
+
+def _inline_words(name: str, args: str) -> str:
     """The text of an inline template: `{{convert|5|to|10|km|mi}}` -> "5 to 10 km"."""
-    name = m.group(1).lower()
-    params = [p.strip() for p in m.group(2).split("|") if "=" not in p]
+    name = name.lower()
+    params = [p.strip() for p in args.split("|") if "=" not in p]
     if name in ("convert", "cvt"):
         words = params[:2]
         while len(params) > len(words) + 1 and words[-1] in _RANGE_WORDS:

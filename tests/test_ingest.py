@@ -11,10 +11,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from gptpipe import articles
+from gptpipe.articles import split_of
 from gptpipe.config import IngestConfig
 from gptpipe.errors import GptpipeError
 from gptpipe.stages import ingest
-from gptpipe.stages.ingest import run, split_of
+from gptpipe.stages.ingest import run
 from gptpipe.wikitext import leakage_rate
 
 WIKI = "wikipedia"
@@ -196,7 +198,7 @@ def test_conversion_error_counts_as_bad_page(tmp_path: Path, monkeypatch) -> Non
             raise RecursionError("too deep")
         return text
 
-    monkeypatch.setattr(ingest, "to_prose", fragile)
+    monkeypatch.setattr(articles, "to_prose", fragile)
     dump = write_dump(
         tmp_path / "d.xml.bz2", HEAD + page(1, "A", PROSE) + page(2, "B", "boom " * 50) + FOOT
     )
@@ -216,6 +218,34 @@ def test_small_multistream_matches_single_and_all_kept_streams(tmp_path: Path) -
     assert read_out(tmp_path / "a").equals(read_out(tmp_path / "b"))
     assert read_out(tmp_path / "a").equals(read_out(tmp_path / "c"))
     assert read_out(tmp_path / "a")["id"].to_pylist() == list(range(1, 8))
+
+
+def test_single_stream_is_read_in_block_ranges(shared_data: Path, tmp_path: Path,
+                                               monkeypatch) -> None:
+    """Workers decompress their own bz2 blocks (small blocks here: level 1, so pages straddle
+    ranges), for one stream and for concatenated streams, with the output of a sequential read;
+    the sequential read is disabled, so a silent fallback to it fails the test."""
+    xml = bz2.decompress((shared_data / SINGLE).read_bytes())
+    single = tmp_path / "s.xml.bz2"
+    single.write_bytes(bz2.compress(xml, 1))
+    cut = xml.index(b"<page>", len(xml) // 2)
+    multi = tmp_path / "m.xml.bz2"
+    multi.write_bytes(bz2.compress(xml[:cut], 1) + bz2.compress(xml[cut:], 1))
+    expected = run(CFG, single, tmp_path / "seq", processes=1)
+
+    def sequential(*_args):
+        raise AssertionError("read sequentially")
+
+    monkeypatch.setattr(ingest, "_read_single", sequential)
+    for dump in (single, multi):
+        stats = run(CFG, dump, tmp_path / dump.stem, processes=2)
+        assert read_out(tmp_path / dump.stem).equals(read_out(tmp_path / "seq"))
+        for key in ("pages_seen", "pages_kept", "dropped", "xml_bytes", "bytes_out", "chars"):
+            assert stats[key] == expected[key], key
+    # a real multistream file without its index: its header and footer are streams of their own
+    run(CFG, shared_data / MULTI, tmp_path / "indexed", index=shared_data / INDEX, processes=2)
+    run(CFG, shared_data / MULTI, tmp_path / "unindexed", processes=2)
+    assert read_out(tmp_path / "unindexed").equals(read_out(tmp_path / "indexed"))
 
 
 # --------------------------------------------------------------------------- bad input

@@ -169,3 +169,25 @@ def test_redirect_and_disambiguation() -> None:
 )
 def test_inline_templates_keep_their_words(wikitext: str, prose: str) -> None:
     assert to_prose(wikitext) == prose
+
+
+def test_one_pass_template_removal_equals_the_iterative_passes() -> None:
+    """The split-based fast path gives what the innermost-first regex passes give, or defers."""
+    import random
+
+    from gptpipe.wikitext import _remove_balanced_templates, _remove_templates_iteratively
+
+    tokens = ["{{", "}}", "{", "}", "|", "a", " ", "\n\n", "lang|fr|", "Convert |1|to|2|m",
+              "nowrap|", "nihongo|X|Y", "{|", "|}", "x=1", "{{{", "}}}"]
+    rng = random.Random(0)
+    fast = 0
+    for _ in range(20_000):
+        text = "".join(rng.choice(tokens) for _ in range(rng.randint(0, 16)))
+        result = _remove_balanced_templates(text)
+        if result is not None:
+            fast += 1
+            assert result == _remove_templates_iteratively(text), text
+    assert fast > 4_000  # the fast path is taken, not always deferred
+    deep = "a {{x|" * 9 + "b" + "}}" * 9  # deeper than the passes go: deferred
+    assert _remove_balanced_templates(deep) is None
+    assert _remove_balanced_templates("{{x|" * 8 + "b" + "}}" * 8) == ""

@@ -4,9 +4,12 @@ Parallelism follows where the time goes: bz2 decompression is over half of it.
 
 - With a multistream index, each worker process takes a contiguous range of bz2 streams and
   decompresses, parses and cleans it on its own; the main process only writes Parquet.
-- Without one (a single bz2 stream, or a multistream file read sequentially), the main process
-  decompresses (libbz2 releases the GIL, so this runs in the pool's feeder thread while the
-  main thread writes) and worker processes parse and clean blocks of whole pages.
+- Without one (a single bz2 stream, or a multistream file without its index), each worker
+  takes a byte range of the file and decompresses the bz2 blocks that start there
+  (`gptpipe.bz2blocks`), then parses and cleans the whole pages among them; the main process
+  puts together and cleans the few pages that two ranges share. Should that fail (a bad file),
+  the dump is read again sequentially, decompressed in the main process (indexed_bzip2
+  threads) while workers parse and clean blocks of whole pages: that read names the problem.
 
 Results are merged in dump order, so the output does not depend on the number of processes and
 is the same for the single-stream and the multistream file of the same pages.
@@ -15,23 +18,22 @@ is the same for the single-stream and the multistream file of the same pages.
 from __future__ import annotations
 
 import argparse
+import bz2
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import multiprocessing
 import os
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .. import wiki
+from .. import bz2blocks, wiki
+from ..articles import Batch, Job, PartWriter, process_block
 from ..atomic import atomic_path, write_json
 from ..config import IngestConfig, to_dict
 from ..errors import GptpipeError
-from ..wikitext import is_disambiguation, is_redirect, to_prose
 from .common import load_config, run_cli, stage_parser
 
 log = logging.getLogger(__name__)
@@ -39,103 +41,10 @@ log = logging.getLogger(__name__)
 DROP_REASONS = ("namespace", "redirect", "disambiguation", "too_short", "bad_markup")
 _BLOCK_BYTES = 4 << 20  # XML per single-stream work item: big enough to amortise the pickling
 _TASK_BYTES = 32 << 20  # compressed bytes per multistream work item at most (bounds memory)
+_RANGE_BYTES = 4 << 20  # compressed bytes per single-stream work item at most (~16 bz2 blocks)
 
 
-def split_of(page_id: int, salt: str, val_fraction: float) -> str:
-    """'val' for a stable `val_fraction` share of page ids, else 'train' (a keyed hash, so it
-    does not depend on which dump part holds the page)."""
-    digest = hashlib.blake2b(f"{salt}:{page_id}".encode(), digest_size=8).digest()
-    return "val" if int.from_bytes(digest, "big") < val_fraction * 2**64 else "train"
-
-
-@dataclass(frozen=True)
-class _Job:
-    """What a worker needs besides the bytes (pickled with every work item; it is small)."""
-
-    where: str  # names the file (and stream) in error messages
-    min_chars: int
-    val_fraction: float
-    split_salt: str
-    namespaces: dict[str, int] = field(default_factory=dict)
-
-
-_COLUMNS = ("ids", "titles", "texts", "n_chars", "splits")  # Batch attributes -> Parquet
-
-
-@dataclass
-class Batch:
-    """Kept articles (column lists) and counts of one run of pages, in dump order."""
-
-    ids: list[int] = field(default_factory=list)
-    titles: list[str] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    n_chars: list[int] = field(default_factory=list)
-    splits: list[str] = field(default_factory=list)
-    seen: int = 0
-    dropped: Counter = field(default_factory=Counter)
-    bad: list[tuple[str, str, str]] = field(default_factory=list)  # (id, title, why)
-    page_ids: list[int | None] = field(default_factory=list)  # every page; None: bad id
-    xml_bytes: int = 0
-    out_bytes: int = 0  # UTF-8 bytes of the kept prose
-    tail: bytes = b""  # XML after the last page (`</mediawiki>` at a dump's end)
-
-    def add_counts(self, other: Batch) -> None:
-        self.seen += other.seen
-        self.dropped.update(other.dropped)
-        self.bad.extend(other.bad)
-        self.xml_bytes += other.xml_bytes
-        self.out_bytes += other.out_bytes
-
-    def extend(self, other: Batch) -> None:
-        self.add_counts(other)
-        for name in _COLUMNS:
-            getattr(self, name).extend(getattr(other, name))
-        self.page_ids.extend(other.page_ids)
-        self.tail = other.tail
-
-
-def process_block(job: _Job, base: int, block: bytes) -> Batch:
-    """Parse, filter and clean a run of whole pages starting at XML byte `base`."""
-    pages, tail = wiki.split_pages(block, base, job.where)
-    out = Batch(seen=len(pages), xml_bytes=len(block), tail=tail)
-    for offset, data in pages:
-        _add_page(wiki.parse_page(data, offset, job.where), job, out)
-    return out
-
-
-def _add_page(raw: wiki.RawPage, job: _Job, out: Batch) -> None:
-    if not (raw.id.isascii() and raw.id.isdigit()) or not raw.title:
-        out.page_ids.append(None)
-        out.bad.append((raw.id, raw.title, f"no valid page id/title (id {raw.id!r})"))
-        out.dropped["bad_markup"] += 1
-        return
-    page_id = int(raw.id)
-    out.page_ids.append(page_id)
-    if raw.redirect or is_redirect(raw.text):  # first: a redirect in any namespace is one
-        out.dropped["redirect"] += 1
-    elif wiki.namespace_of(raw, job.namespaces) != 0:
-        out.dropped["namespace"] += 1
-    elif is_disambiguation(raw.title, raw.text):
-        out.dropped["disambiguation"] += 1
-    else:
-        try:
-            text = to_prose(raw.text)
-        except Exception as exc:  # a converter bug must not hide behind one odd page
-            out.bad.append((raw.id, raw.title, f"{type(exc).__name__}: {exc}"))
-            out.dropped["bad_markup"] += 1
-            return
-        if len(text) < job.min_chars:
-            out.dropped["too_short"] += 1
-            return
-        out.ids.append(page_id)
-        out.titles.append(raw.title)
-        out.texts.append(text)
-        out.n_chars.append(len(text))
-        out.splits.append(split_of(page_id, job.split_salt, job.val_fraction))
-        out.out_bytes += len(text.encode("utf-8"))
-
-
-def _process_item(item: tuple[_Job, int, bytes]) -> Batch:
+def _process_item(item: tuple[Job, int, bytes]) -> Batch:
     return process_block(*item)
 
 
@@ -148,7 +57,7 @@ class _StreamTask:
     index: Path
     streams: tuple[wiki.Stream, ...]
     is_last: bool  # holds the dump's last stream, whose XML ends with </mediawiki>
-    job: _Job
+    job: Job
 
 
 def _process_streams(task: _StreamTask) -> Batch:
@@ -186,17 +95,17 @@ def _preview(ids) -> str:
 
 
 def _stream_tasks(streams: list[wiki.Stream], processes: int) -> list[tuple[wiki.Stream, ...]]:
-    """Contiguous ranges of streams of about equal compressed size: a few per process, so the
+    """Contiguous ranges of streams of about equal compressed size: many per process, so the
     main process writes while workers work and a slow range does not hold up the rest."""
     first, total = streams[0].offset, streams[-1].end - streams[0].offset
-    n = min(len(streams), max(4 * processes, -(-total // _TASK_BYTES)))
+    n = min(len(streams), max(16 * processes, -(-total // _TASK_BYTES)))
     groups: list[list[wiki.Stream]] = [[] for _ in range(n)]
     for s in streams:
         groups[min(n - 1, (s.offset - first) * n // max(total, 1))].append(s)
     return [tuple(g) for g in groups if g]
 
 
-def _read_multistream(dump: Path, index: Path, job: _Job, processes: int,
+def _read_multistream(dump: Path, index: Path, job: Job, processes: int,
                       dump_size: int) -> Iterator[Batch]:
     streams = wiki.read_index(index, dump, dump_size)
     envelope = wiki.Envelope(str(dump))
@@ -222,10 +131,86 @@ def _read_multistream(dump: Path, index: Path, job: _Job, processes: int,
 # --------------------------------------------------------------------------- single stream
 
 
-def _read_single(dump: Path, job: _Job, processes: int) -> Iterator[Batch]:
+class _Fallback(Exception):
+    """The block-parallel read cannot go on: read the dump sequentially instead."""
+
+
+@dataclass(frozen=True)
+class _RangeTask:
+    dump: Path
+    start: int  # compressed bytes [start, end): the blocks that start there
+    end: int
+    job: Job
+
+
+def _process_range(task: _RangeTask) -> tuple[bytes, Batch | None, bytes, bz2blocks.Marks]:
+    """`(head, batch, tail, marks)`: the whole pages of a range of blocks, cleaned, and the XML
+    before and after them (parts of pages cut by the range's ends); batch None: no whole page."""
+    xml, marks = bz2blocks.decode_range(task.dump, task.start, task.end)
+    first, last = xml.find(b"<page>"), xml.rfind(b"</page>")
+    if first < 0 or last < first:
+        return xml, None, b"", marks
+    last += len(b"</page>")
+    return xml[:first], process_block(task.job, 0, xml[first:last]), xml[last:], marks
+
+
+def _read_single_blocks(dump: Path, job: Job, processes: int, size: int) -> Iterator[Batch]:
+    """A single-stream dump, each worker decompressing its own range of bz2 blocks; the pages
+    that ranges cut in two are put together and cleaned here. Raises _Fallback, or the error
+    of a bad file, which the sequential read then names precisely."""
     envelope = wiki.Envelope(str(dump))
-    # Parallel decompression of the one stream: measured faster on 2 cores than one thread
-    # overlapping with the workers (benchmarks/ingest.py), as decompression is the long pole.
+    header = _read_header(dump, envelope)
+    job = dataclasses.replace(job, namespaces=envelope.namespaces)
+    n = max(16 * processes, -(-size // _RANGE_BYTES))
+    tasks = [_RangeTask(dump, size * i // n, size * (i + 1) // n, job) for i in range(n)]
+    carry, started, marks = b"", False, bz2blocks.Marks([], [])
+    for head, batch, tail, found in _map(_process_range, tasks, processes):
+        marks.blocks.extend(found.blocks)
+        marks.ends.extend(found.ends)
+        carry += head
+        if batch is None:
+            if len(carry) > wiki.MAX_PAGE_BYTES:
+                raise _Fallback("a page over MAX_PAGE_BYTES")
+            continue
+        if not started:
+            if not carry.startswith(header):
+                raise _Fallback("the XML before the first page differs")
+            yield Batch(xml_bytes=len(header))
+            carry, started = carry[len(header) :], True
+        if carry:
+            yield process_block(job, 0, carry)
+        yield batch
+        carry = tail
+    bz2blocks.check_marks(dump, size, marks)
+    if not started:
+        raise _Fallback("no range holds a whole page")
+    last = carry.rfind(b"</page>") + 1
+    if last:  # pages the last ranges hold parts of (no range after them held a whole page)
+        last += len(b"</page>") - 1
+        yield process_block(job, 0, carry[:last])
+    envelope.finish(carry[last:])
+    yield Batch(xml_bytes=len(carry) - last)
+
+
+def _read_header(dump: Path, envelope: wiki.Envelope) -> bytes:
+    """The XML before the first `<page>`, fed to `envelope` (the first block or two)."""
+    dec, xml, data = bz2.BZ2Decompressor(), b"", b""
+    with open(dump, "rb") as f:
+        while len(xml) < wiki.MAX_PAGE_BYTES and (data or (data := f.read(1 << 16))):
+            xml += dec.decompress(data)
+            data = b""
+            if (i := xml.find(b"<page>")) >= 0:
+                envelope.feed(xml[:i])
+                return xml[:i]
+            if dec.eof:  # a multistream file: its header is a stream of its own
+                dec, data = bz2.BZ2Decompressor(), dec.unused_data
+    raise _Fallback("no <page> near the start")
+
+
+def _read_single(dump: Path, job: Job, processes: int) -> Iterator[Batch]:
+    envelope = wiki.Envelope(str(dump))
+    # Parallel decompression of the one stream (indexed_bzip2 threads) when the block-parallel
+    # read failed: it is the long pole, and this read names what is wrong with a bad file.
     chunks = wiki.iter_bz2_parallel(dump, processes) if processes > 1 else wiki.iter_bz2(dump)
     blocks = wiki.iter_page_blocks(chunks, envelope, _BLOCK_BYTES)
     # The namespaces are known once the header is read, i.e. before the first block.
@@ -258,49 +243,6 @@ def _map(fn: Callable, items: Iterable, processes: int) -> Iterator[Batch]:
 # --------------------------------------------------------------------------- output
 
 
-class _PartWriter:
-    """Parquet files of `rows_per_file` articles each (part-00000.parquet, ...) and totals."""
-
-    def __init__(self, folder: Path, rows_per_file: int) -> None:
-        self.folder, self.rows_per_file = folder, rows_per_file
-        self.files: list[str] = []
-        self.total = Batch()  # counts only
-        self.kept, self.chars, self.splits = 0, 0, Counter()
-        self._buf = Batch()
-
-    def add(self, batch: Batch) -> None:
-        self.total.add_counts(batch)
-        self.kept += len(batch.ids)
-        self.chars += sum(batch.n_chars)
-        self.splits.update(batch.splits)
-        for name in _COLUMNS:
-            getattr(self._buf, name).extend(getattr(batch, name))
-        while len(self._buf.ids) >= self.rows_per_file:
-            self._write(self.rows_per_file)
-
-    def close(self) -> None:
-        if self._buf.ids or not self.files:  # an empty part keeps the schema for readers
-            self._write(len(self._buf.ids))
-
-    def _write(self, n: int) -> None:
-        import pyarrow as pa  # here: `gptpipe ingest --help` need not pay for it
-        import pyarrow.parquet as pq
-
-        b = self._buf
-        table = pa.table({
-            "id": pa.array(b.ids[:n], pa.int64()),
-            "title": pa.array(b.titles[:n], pa.string()),
-            "text": pa.array(b.texts[:n], pa.string()),
-            "n_chars": pa.array(b.n_chars[:n], pa.int64()),
-            "split": pa.array(b.splits[:n], pa.string()),
-        })
-        name = f"part-{len(self.files):05d}.parquet"
-        pq.write_table(table, self.folder / name, compression="zstd")
-        self.files.append(name)
-        for attr in _COLUMNS:
-            del getattr(b, attr)[:n]
-
-
 def _check_bad_pages(bad: list[tuple[str, str, str]], max_bad: int, dump: Path) -> None:
     if len(bad) > max_bad:
         page_id, title, why = bad[max_bad]
@@ -326,18 +268,13 @@ def run(cfg: IngestConfig, dump: Path, output: Path, index: Path | None = None,
     size = wiki.check_bz2(dump)
     if index is not None and not Path(index).is_file():
         raise GptpipeError(f"{index}: index file not found")
-    job = _Job(str(dump), cfg.min_chars, cfg.val_fraction, cfg.split_salt)
+    job = Job(str(dump), cfg.min_chars, cfg.val_fraction, cfg.split_salt)
     with atomic_path(output, is_dir=True) as tmp:
-        writer = _PartWriter(tmp, cfg.rows_per_file)
-        batches = (_read_multistream(dump, Path(index), job, processes, size) if index
-                   else _read_single(dump, job, processes))
-        with contextlib.closing(batches):  # on an error, stop the workers now
-            for batch in batches:
-                writer.add(batch)
-                _check_bad_pages(writer.total.bad, cfg.max_bad_pages, dump)
-        if writer.total.seen == 0:
-            raise GptpipeError(f"{dump}: no pages: a MediaWiki export without any <page>")
-        writer.close()
+        if index:
+            batches = _read_multistream(dump, Path(index), job, processes, size)
+            writer = _write(batches, tmp, cfg, dump)
+        else:
+            writer = _write_single(dump, job, processes, size, tmp, cfg)
         stats = _stats(cfg, dump, size, index, processes, writer, t0)
         write_json(tmp / "stats.json", stats)
     log.info("%s: %d pages, %d kept, %.1f MB prose in %.1f s", dump.name, stats["pages_seen"],
@@ -345,8 +282,34 @@ def run(cfg: IngestConfig, dump: Path, output: Path, index: Path | None = None,
     return stats
 
 
+def _write(batches: Iterator[Batch], folder: Path, cfg: IngestConfig, dump: Path) -> PartWriter:
+    writer = PartWriter(folder, cfg.rows_per_file)
+    with contextlib.closing(batches):  # on an error, stop the workers now
+        for batch in batches:
+            writer.add(batch)
+            _check_bad_pages(writer.total.bad, cfg.max_bad_pages, dump)
+    if writer.total.seen == 0:
+        raise GptpipeError(f"{dump}: no pages: a MediaWiki export without any <page>")
+    writer.close()
+    return writer
+
+
+def _write_single(dump: Path, job: Job, processes: int, size: int, folder: Path,
+                  cfg: IngestConfig) -> PartWriter:
+    """Block-parallel with several processes; on any failure, again from the start, read
+    sequentially (which names what is wrong, if anything is)."""
+    if processes > 1:
+        try:
+            return _write(_read_single_blocks(dump, job, processes, size), folder, cfg, dump)
+        except (_Fallback, GptpipeError, OSError, EOFError, ValueError) as exc:
+            log.debug("%s: reading it sequentially (%s)", dump, exc)
+            for path in folder.iterdir():
+                path.unlink()
+    return _write(_read_single(dump, job, processes), folder, cfg, dump)
+
+
 def _stats(cfg: IngestConfig, dump: Path, size: int, index: Path | None, processes: int,
-           writer: _PartWriter, t0: float) -> dict:
+           writer: PartWriter, t0: float) -> dict:
     t = writer.total
     return {
         "input": dump.name,
