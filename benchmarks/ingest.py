@@ -44,6 +44,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from gptpipe import wiki
 from gptpipe.wikitext import leakage_rate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,22 +117,14 @@ def _decompress_range(args: tuple[str, int, int]) -> int:
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
-    dec, n = bz2.BZ2Decompressor(), 0
-    while data:
-        n += len(dec.decompress(data))
-        data = dec.unused_data if dec.eof else b""
-        if data:
-            dec = bz2.BZ2Decompressor()
-    return n
+    return len(wiki.decompress_range(data, path))  # as ingest decompresses its streams
 
 
 def decompress_only(dump: Path, index: Path, processes: int) -> int:
     """Decompress every stream of a multistream dump over `processes` processes, one
     contiguous range of streams each (the floor for any reader of the whole dump)."""
-    from gptpipe import wiki
-
-    starts = [s.offset for s in wiki.read_index(index, dump, dump.stat().st_size)]
     size = dump.stat().st_size
+    starts = [s.offset for s in wiki.read_index(index, dump, size)]
     cuts = [0] + [starts[len(starts) * i // processes] for i in range(1, processes)] + [size]
     ranges = [(str(dump), a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
     with multiprocessing.Pool(processes) as pool:

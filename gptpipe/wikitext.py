@@ -222,9 +222,9 @@ def _remove_templates_iteratively(text: str) -> str:
     for _ in range(8):  # innermost first, in C; real nesting rarely goes beyond 4
         text, inline = _INLINE_TEMPLATE_RE.subn(_inline_template, text)
         text, removed = _TEMPLATE_INNER_RE.subn("", text)
-        if not (inline or removed) or "{" not in text or "{{" not in text:
+        if not (inline or removed) or "{{" not in text:
             break
-    if ("{" not in text or "{{" not in text) and ("}" not in text or "}}" not in text):
+    if "{{" not in text and "}}" not in text:
         return text
     return _remove_nested(text, _TEMPLATE_TOKEN_RE, lambda m: m.group() == "{{", _to_blank_line)
 

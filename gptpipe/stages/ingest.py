@@ -18,7 +18,6 @@ is the same for the single-stream and the multistream file of the same pages.
 from __future__ import annotations
 
 import argparse
-import bz2
 import contextlib
 import dataclasses
 import logging
@@ -194,16 +193,15 @@ def _read_single_blocks(dump: Path, job: Job, processes: int, size: int) -> Iter
 
 def _read_header(dump: Path, envelope: wiki.Envelope) -> bytes:
     """The XML before the first `<page>`, fed to `envelope` (the first block or two)."""
-    dec, xml, data = bz2.BZ2Decompressor(), b"", b""
-    with open(dump, "rb") as f:
-        while len(xml) < wiki.MAX_PAGE_BYTES and (data or (data := f.read(1 << 16))):
-            xml += dec.decompress(data)
-            data = b""
+    xml = b""
+    with contextlib.closing(wiki.iter_bz2(dump)) as chunks:
+        for chunk in chunks:
+            xml += chunk
             if (i := xml.find(b"<page>")) >= 0:
                 envelope.feed(xml[:i])
                 return xml[:i]
-            if dec.eof:  # a multistream file: its header is a stream of its own
-                dec, data = bz2.BZ2Decompressor(), dec.unused_data
+            if len(xml) >= wiki.MAX_PAGE_BYTES:
+                break
     raise _Fallback("no <page> near the start")
 
 
