@@ -49,7 +49,7 @@ def _one(job: tuple[str, str, int], model: str, data: str, out: str, train_examp
          epochs: int) -> dict:
     """One fine-tuning run in a worker process; returns the figures of its metrics.json."""
     from gptpipe.config import load_params, resolve_section
-    from gptpipe.stages.finetune import Job, run
+    from gptpipe.finetune.cli import Job, run
 
     task, variant, seed = job
     params = load_params(REPO / "params.yaml") | {"scale": "tiny"}

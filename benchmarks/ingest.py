@@ -19,7 +19,7 @@ whole dump with libbz2 can be faster, so its ratio to WikiExtractor is the ceili
 It prints pages/s of each (pages in the dump / wall seconds, median over runs) and the ratios,
 the CPU seconds of each (all its processes), the prose characters each keeps (all of them, and
 on the articles both keep), and the share of articles with leftover markup
-(`gptpipe.wikitext.markup_leaks` patterns). Run it on an otherwise idle machine: other work
+(`gptpipe.ingest.wikitext.markup_leaks` patterns). Run it on an otherwise idle machine: other work
 takes cores from the better parallelised tool most (the load average is printed).
 
     python benchmarks/ingest.py [--xml-mb 100] [--processes 2] [--runs 3]
@@ -44,8 +44,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from gptpipe import wiki
-from gptpipe.wikitext import leakage_rate
+from gptpipe.ingest import wiki
+from gptpipe.ingest.wikitext import leakage_rate
 
 REPO = Path(__file__).resolve().parents[1]
 FLOOR = "bz2 decompression only"

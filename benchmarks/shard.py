@@ -3,7 +3,7 @@
 1. Builds an `ingest`-format folder from the real sample's articles (raw wikitext of namespace-0
    pages, repeated under fresh ids up to `--text-mb`), and a byte-level BPE tokenizer
    (`--vocab`) trained on one copy of the sample.
-2. Encode + pack + write: `gptpipe.stages.shard.run` with one process (the tokenizer's own
+2. Encode + pack + write: `gptpipe.shard.cli.run` with one process (the tokenizer's own
    `encode_batch` threads) and with a pool of `--processes` processes (one thread each),
    interleaved over `--runs`; stream tokens per wall second (median).
 3. Read: one epoch of the train shards with `ShardLoader` (shuffled, (x, y) int64 batches,
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gptpipe import bpe
+from gptpipe.bpe import tokenizer as bpe
+from gptpipe import vocab
 from gptpipe.config import BpeConfig, ShardConfig
 
 # torch, polars, pyarrow and webdataset are imported where used: the encoding processes are
@@ -66,7 +67,7 @@ def write_ingest(texts: list[str], folder: Path, chars: int) -> Path:
 
 
 def time_shard(cfg: ShardConfig, ingest: Path, tokenizer: Path, out: Path) -> tuple[float, int]:
-    from gptpipe.stages import shard as stage
+    from gptpipe.shard import cli as stage
 
     start = time.perf_counter()
     m = stage.run(cfg, [ingest], tokenizer, out)
@@ -76,7 +77,7 @@ def time_shard(cfg: ShardConfig, ingest: Path, tokenizer: Path, out: Path) -> tu
 
 
 def read_loader(out: Path, batch_size: int) -> int:
-    from gptpipe.loader import ShardLoader
+    from gptpipe.pretrain.loader import ShardLoader
 
     tokens = 0
     for x, y in ShardLoader(out, "train", batch_size, seed=1):
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         ingest = write_ingest(texts, work / "ingest", int(args.text_mb * 1e6))
-        bpe.save(bpe.train(texts, BpeConfig(vocab_size=args.vocab)), work / "tokenizer.json")
+        vocab.save(bpe.train(texts, BpeConfig(vocab_size=args.vocab)), work / "tokenizer.json")
         enc: dict[int, list[float]] = {1: [], args.processes: []}
         for run in range(args.runs):
             for procs in enc:

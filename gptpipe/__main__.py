@@ -5,21 +5,23 @@ from __future__ import annotations
 import importlib
 import sys
 
-# Stage name -> module with `main(argv) -> int`. Imported lazily so that `gptpipe fetch` does not
+# Command name -> `module` or `module:function` whose function (default `main`) takes argv and
+# returns the exit status. Imported lazily so that `gptpipe fetch` does not
 # pay for importing torch.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "fetch": ("gptpipe.stages.fetch", "resolve every declared source (mirror or download)"),
-    "ingest": ("gptpipe.stages.ingest", "one Wikipedia dump part -> clean prose in Parquet"),
-    "bpe": ("gptpipe.stages.bpe", "train the BPE tokenizer on the ingested text"),
-    "shard": ("gptpipe.stages.shard", "encode text into WebDataset shards of token windows"),
-    "pretrain": ("gptpipe.stages.pretrain", "pre-train the language model on the shards"),
-    "finetune": ("gptpipe.stages.finetune", "fine-tune a model on one task (variant, seed)"),
-    "report": ("gptpipe.stages.report", "HTML/Markdown report: curves, paper tables, provenance"),
-    "plan": ("gptpipe.stages.plan", "what a run will cost (GPU-hours, disk), before it runs"),
-    "mirror": ("gptpipe.stages.mirror", "download every declared source into a mirror folder"),
-    "sample": ("gptpipe.stages.sample", "generate text from a model folder"),
-    "export-hf": ("gptpipe.stages.export_hf", "a model folder -> a Hugging Face OpenAIGPT folder"),
-    "import-hf": ("gptpipe.stages.import_hf", "a Hugging Face GPT-1 folder -> a model folder"),
+    "fetch": ("gptpipe.fetch.cli", "resolve every declared source (mirror or download)"),
+    "ingest": ("gptpipe.ingest.cli", "one Wikipedia dump part -> clean prose in Parquet"),
+    "bpe": ("gptpipe.bpe.cli", "train the BPE tokenizer on the ingested text"),
+    "shard": ("gptpipe.shard.cli", "encode text into WebDataset shards of token windows"),
+    "pretrain": ("gptpipe.pretrain.cli", "pre-train the language model on the shards"),
+    "finetune": ("gptpipe.finetune.cli", "fine-tune a model on one task (variant, seed)"),
+    "report": ("gptpipe.report.cli", "HTML/Markdown report: curves, paper tables, provenance"),
+    "plan": ("gptpipe.plan", "what a run will cost (GPU-hours, disk), before it runs"),
+    "mirror": ("gptpipe.mirror", "download every declared source into a mirror folder"),
+    "sample": ("gptpipe.sample", "generate text from a model folder"),
+    "export-hf": ("gptpipe.hf:export_main", "a model folder -> a Hugging Face OpenAIGPT folder"),
+    "import-hf": ("gptpipe.hf:import_main", "a Hugging Face GPT-1 folder -> a model folder"),
+    "dvc-yaml": ("gptpipe.dvcyaml", "write dvc.yaml from params.yaml and the stages' imports"),
 }
 
 
@@ -39,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"gptpipe: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return module.main(rest)
+    module, _, function = COMMANDS[name][0].partition(":")
+    return getattr(importlib.import_module(module), function or "main")(rest)
 
 
 if __name__ == "__main__":

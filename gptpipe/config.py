@@ -24,6 +24,7 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from .errors import ConfigError
+from .io import read_yaml
 from .presets import PRESETS
 
 SCALES = tuple(PRESETS)
@@ -304,7 +305,7 @@ class FinetuneConfig:
             raise ValueError("max_train_examples, max_eval_examples >= 0; at least one seed")
         if not 0.0 <= self.max_malformed_fraction < 1.0:
             raise ValueError("max_malformed_fraction must be in [0, 1)")
-        from .finetune.names import canonical_tasks
+        from .tasks.names import canonical_tasks
 
         for name in ("tasks", "ablation_tasks"):
             object.__setattr__(self, name, canonical_tasks(getattr(self, name), name))
@@ -437,13 +438,7 @@ def to_dict(obj: Any) -> Any:
 
 
 def load_params(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: params file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    data = read_yaml(path, missing="params file not found", error=ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):

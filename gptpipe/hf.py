@@ -21,7 +21,9 @@ transformers itself is not needed here: the files are written and read directly.
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,12 +31,21 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-from . import bpe
 from .atomic import atomic_path
+from .cli import run_cli
 from .errors import GptpipeError
+from .io import read_json
 from .model import INIT_STD, GPTConfig
-from .modeldir import (TOKENIZER, build_model, load_model_dir, model_folder, read_weights,
-                       save_model_dir)
+from .modeldir import (
+    TOKENIZER,
+    build_model,
+    load_model_dir,
+    model_folder,
+    read_weights,
+    save_model_dir,
+)
+from .vocab import END_OF_WORD, SPECIAL_TOKENS, UNK, SpecialIds, special_ids
+from .vocab import load as load_tokenizer
 
 HF_CONFIG = "config.json"
 HF_WEIGHTS = "model.safetensors"
@@ -88,7 +99,7 @@ def from_hf_state_dict(state: dict[str, torch.Tensor], where: str) -> dict[str, 
     return out
 
 
-def hf_config(cfg: GPTConfig, ids: bpe.SpecialIds | None = None) -> dict:
+def hf_config(cfg: GPTConfig, ids: SpecialIds | None = None) -> dict:
     """`config.json` for `OpenAIGPTLMHeadModel`. HF's `afn: "gelu"` is the tanh form (its own
     table maps it to `gelu_new`, in transformers 4.x and 5.x alike)."""
     if cfg.d_ff != 4 * cfg.d_model:
@@ -144,15 +155,6 @@ def read_hf_weights(hf_dir: Path) -> tuple[dict[str, torch.Tensor], Path]:
     return state, path
 
 
-def _read_json(path: Path) -> object:
-    if not path.is_file():
-        raise GptpipeError(f"{path}: missing")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GptpipeError(f"{path}: not valid JSON: {exc}") from None
-
-
 # --------------------------------------------------------------------------- tokenizer
 
 
@@ -166,7 +168,7 @@ def _vocab_and_merges(tok: Tokenizer) -> tuple[dict[str, int], list[tuple[str, s
 def tokenizer_style(tok: Tokenizer) -> str:
     """`gpt1` (`</w>` word ends), `bytelevel`, or `other`."""
     spec = json.loads(tok.to_str())
-    if spec["model"].get("end_of_word_suffix") == bpe.END_OF_WORD:
+    if spec["model"].get("end_of_word_suffix") == END_OF_WORD:
         return "gpt1"
     pre = spec.get("pre_tokenizer") or {}
     return "bytelevel" if pre.get("type") == "ByteLevel" else "other"
@@ -186,10 +188,10 @@ def tokenizer_files(tok: Tokenizer, context: int) -> dict[str, str]:
     ordered = dict(sorted(vocab.items(), key=lambda kv: kv[1]))
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": context,
-        "pad_token": bpe.SPECIAL_TOKENS[3], "eos_token": bpe.SPECIAL_TOKENS[4],
+        "pad_token": SPECIAL_TOKENS[3], "eos_token": SPECIAL_TOKENS[4],
     }
-    if bpe.UNK in vocab:
-        config["unk_token"] = bpe.UNK
+    if UNK in vocab:
+        config["unk_token"] = UNK
     return {
         "tokenizer.json": json.dumps(json.loads(tok.to_str()), ensure_ascii=False, indent=1) + "\n",
         "tokenizer_config.json": json.dumps(config, indent=2) + "\n",
@@ -213,15 +215,15 @@ def hf_style_tokenizer(
     """
     try:
         model = models.BPE(
-            vocab=vocab, merges=merges, unk_token=bpe.UNK if bpe.UNK in vocab else None,
-            continuing_subword_prefix="", end_of_word_suffix=bpe.END_OF_WORD, fuse_unk=False,
+            vocab=vocab, merges=merges, unk_token=UNK if UNK in vocab else None,
+            continuing_subword_prefix="", end_of_word_suffix=END_OF_WORD, fuse_unk=False,
         )
     except Exception as exc:
         raise GptpipeError(f"{where}: inconsistent vocabulary and merges: {exc}") from None
     tok = Tokenizer(model)
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.BPEDecoder(suffix=bpe.END_OF_WORD)
+    tok.decoder = decoders.BPEDecoder(suffix=END_OF_WORD)
     return tok
 
 
@@ -248,26 +250,26 @@ def import_tokenizer(hf_dir: Path) -> Tokenizer:
     special tokens of ours at the end of the vocabulary set aside, and all five appended.
     """
     try:
-        return bpe.load(hf_dir / TOKENIZER)[0]
+        return load_tokenizer(hf_dir / TOKENIZER)[0]
     except GptpipeError:
         pass  # not one of ours (or absent): build from the HF vocabulary files
     where = hf_dir / "vocab.json"
-    vocab = _read_json(where)
-    if not isinstance(vocab, dict) or sorted(vocab.values()) != list(range(len(vocab))):
+    words = read_json(where, missing="missing", kind=object)
+    if not isinstance(words, dict) or sorted(words.values()) != list(range(len(words))):
         raise GptpipeError(f"{where}: expected a token -> id mapping with ids 0..n-1")
-    if not any(t.endswith(bpe.END_OF_WORD) for t in vocab):
-        raise GptpipeError(f"{where}: no `{bpe.END_OF_WORD}` tokens; only GPT-1 style BPE "
+    if not any(t.endswith(END_OF_WORD) for t in words):
+        raise GptpipeError(f"{where}: no `{END_OF_WORD}` tokens; only GPT-1 style BPE "
                            "vocabularies can be imported without a gptpipe tokenizer.json")
-    ours = [vocab.get(t) for t in bpe.SPECIAL_TOKENS]
-    base = len(vocab) - len(ours)
-    if ours == list(range(base, len(vocab))):
-        vocab = {t: i for t, i in vocab.items() if i < base}
+    ours = [words.get(t) for t in SPECIAL_TOKENS]
+    base = len(words) - len(ours)
+    if ours == list(range(base, len(words))):
+        words = {t: i for t, i in words.items() if i < base}
     elif any(i is not None for i in ours):
         raise GptpipeError(f"{where}: gptpipe's special tokens must be the last "
                            f"{len(ours)} ids in order; found {ours}")
-    tok = hf_style_tokenizer(vocab, read_merges(hf_dir / "merges.txt"), str(hf_dir))
-    tok.add_special_tokens(list(bpe.SPECIAL_TOKENS))
-    bpe.special_ids(tok, source=str(hf_dir))
+    tok = hf_style_tokenizer(words, read_merges(hf_dir / "merges.txt"), str(hf_dir))
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    special_ids(tok, source=str(hf_dir))
     return tok
 
 
@@ -278,7 +280,7 @@ def export_hf(model_dir: str | Path, hf_dir: str | Path) -> dict:
     """Write an `OpenAIGPTLMHeadModel` folder (weights, config, tokenizer files) atomically."""
     model_dir = model_folder(Path(model_dir))  # a model folder or a `pretrain` output
     model, cfg = load_model_dir(model_dir)
-    tok, ids = bpe.load(model_dir / TOKENIZER)
+    tok, ids = load_tokenizer(model_dir / TOKENIZER)
     if ids.vocab_size != cfg.vocab_size:
         raise GptpipeError(f"{model_dir / TOKENIZER}: {ids.vocab_size} tokens, but the model has "
                            f"{cfg.vocab_size} embedding rows")
@@ -304,7 +306,7 @@ def import_hf(hf_dir: str | Path, model_dir: str | Path, *, seed: int = 0) -> di
     hf_dir = Path(hf_dir)
     if not hf_dir.is_dir():
         raise GptpipeError(f"{hf_dir}: folder not found")
-    data = _read_json(hf_dir / HF_CONFIG)
+    data = read_json(hf_dir / HF_CONFIG, missing="missing", kind=object)
     if not isinstance(data, dict):
         raise GptpipeError(f"{hf_dir / HF_CONFIG}: expected a JSON object")
     cfg = config_from_hf(data, str(hf_dir / HF_CONFIG))
@@ -312,7 +314,7 @@ def import_hf(hf_dir: str | Path, model_dir: str | Path, *, seed: int = 0) -> di
     state = from_hf_state_dict(raw, str(weights_path))
     model = build_model(cfg, state, weights_path)  # checks names and shapes against config.json
     tok = import_tokenizer(hf_dir)
-    ids = bpe.special_ids(tok)
+    ids = special_ids(tok)
     added = 0
     if cfg.vocab_size == ids.base_vocab:
         added = ids.vocab_size - cfg.vocab_size
@@ -329,3 +331,53 @@ def import_hf(hf_dir: str | Path, model_dir: str | Path, *, seed: int = 0) -> di
     save_model_dir(model, cfg, tok, model_dir)
     return {"parameters": model.num_params(), "vocab_size": cfg.vocab_size,
             "special_rows_added": added, "tokenizer_style": tokenizer_style(tok)}
+
+
+# --------------------------------------------------------------------------- command line
+#   gptpipe export-hf --input results/pretrain --output results/hf/model
+#   gptpipe import-hf --input openai-gpt/ --output results/pretrain/model
+
+log = logging.getLogger(__name__)
+
+
+def _parser(name: str, description: str, source: str, target: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"gptpipe {name}", description=description)
+    p.add_argument("--input", required=True, type=Path, metavar=source[0], help=source[1])
+    p.add_argument("--output", required=True, type=Path, metavar=target[0],
+                   help=f"{target[1]} to write (replaced atomically if it exists)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    """`gptpipe export-hf`: the output loads with `OpenAIGPTLMHeadModel.from_pretrained(HF_DIR)`
+    and `AutoTokenizer.from_pretrained(HF_DIR)`."""
+    parser = _parser("export-hf", "a model folder -> a Hugging Face OpenAIGPTLMHeadModel folder",
+                     ("MODEL_DIR", "a `pretrain` output, or a model folder (model.safetensors, "
+                      "model.json, tokenizer.json)"), ("HF_DIR", "Hugging Face folder"))
+
+    def body(args: argparse.Namespace) -> None:
+        figures = export_hf(args.input, args.output)
+        log.info("wrote %s: %d parameters, %d embedding rows, %s tokenizer", args.output,
+                 figures["parameters"], figures["vocab_size"], figures["tokenizer_style"])
+
+    return run_cli("export-hf", argv, parser, body)
+
+
+def import_main(argv: list[str] | None = None) -> int:
+    """`gptpipe import-hf`: reads `config.json`, `model.safetensors` (or `pytorch_model.bin`,
+    tensors only) and the tokenizer (`vocab.json` + `merges.txt`); appends gptpipe's 5 special
+    tokens and, when the checkpoint lacks them, 5 embedding rows drawn from N(0, 0.02) with
+    `--seed` (paper §3.3)."""
+    parser = _parser("import-hf", "a Hugging Face GPT-1 folder -> a gptpipe model folder",
+                     ("HF_DIR", "Hugging Face OpenAIGPT folder (config.json, weights, "
+                      "vocab.json, merges.txt)"), ("MODEL_DIR", "gptpipe model folder"))
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for the new special-token embedding rows (default: 0)")
+
+    def body(args: argparse.Namespace) -> None:
+        figures = import_hf(args.input, args.output, seed=args.seed)
+        log.info("wrote %s: %d parameters, %d embedding rows (%d added)", args.output,
+                 figures["parameters"], figures["vocab_size"], figures["special_rows_added"])
+
+    return run_cli("import-hf", argv, parser, body)

@@ -4,7 +4,7 @@ For air-gapped clusters: run `gptpipe mirror DIR` where there is internet, copy 
 cluster, and point `mirror` (`GPTPIPE_MIRROR`, `--config mirror=DIR`) at it; `fetch` then takes
 everything from DIR, checks every checksum again, and never opens a connection.
 
-Layout (`gptpipe.sources` reads it): a plain file at `DIR/<path>` (and `<index_path>`); a
+Layout (`gptpipe.fetch.sources` reads it): a plain file at `DIR/<path>` (and `<index_path>`); a
 `repack` dump already repacked there, with its index; an archive kept packed, at
 `DIR/<path><ext>` (`glue/CoLA.zip`), so that the compute side verifies it against the declared
 checksum before unpacking. `manual` sources cannot be downloaded: they are taken from an
@@ -14,14 +14,16 @@ incomplete, and `build` says so).
 
 from __future__ import annotations
 
+import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from .cli import load_config, run_cli, stage_parser
 from .config import FetchConfig, Source
 from .errors import GptpipeError
-from .sources import ARCHIVE_SUFFIXES, Http, _obtain, fetch_source, select
+from .fetch.sources import ARCHIVE_SUFFIXES, Http, _obtain, fetch_source, select
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +92,23 @@ def build(cfg: FetchConfig, root: Path, upstream: Path | None = None,
         raise GptpipeError(f"the mirror {root} lacks {len(missing)} source(s) that only a person "
                            "can fetch:\n" + "\n".join(lines))
     return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser(
+        "mirror", "download every source declared in params.yaml: fetch into a mirror folder",
+        section="fetch",
+    )
+    parser.add_argument("output", type=Path, metavar="DIR",
+                        help="the mirror folder (created; sources already there and verified "
+                             "are kept)")
+    parser.add_argument("--only", action="extend", nargs="+", metavar="NAME", default=None,
+                        help="mirror only these sources (default: every declared one)")
+    parser.add_argument("--from", dest="upstream", type=Path, metavar="DIR", default=None,
+                        help="copy from this mirror instead of downloading (to extend or "
+                             "re-verify a mirror, or to add manual sources placed there)")
+
+    def body(args: argparse.Namespace) -> None:
+        build(load_config(args, "fetch"), args.output, upstream=args.upstream, only=args.only)
+
+    return run_cli("mirror", argv, parser, body)

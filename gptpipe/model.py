@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 IGNORE_INDEX = -100  # targets with this value (padding, unscored positions) add no loss
 INIT_STD = 0.02  # N(0, 0.02) for every weight matrix and embedding (§4.1)
-N_SPECIAL = 5  # <|start|>, <|delim|>, <|extract|>, <|pad|>, <|endoftext|> (gptpipe/bpe.py)
+N_SPECIAL = 5  # <|start|>, <|delim|>, <|extract|>, <|pad|>, <|endoftext|> (gptpipe/vocab.py)
 
 
 @dataclass(frozen=True)

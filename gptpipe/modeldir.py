@@ -4,7 +4,7 @@
       model.safetensors   the GPT state dict (the tied output head is the token embedding, so it
                           is stored once, as `wte.weight`); float tensors, no pickle
       model.json          the GPTConfig, field by field
-      tokenizer.json      the tokenizer, special tokens at ids V..V+4 (gptpipe/bpe.py)
+      tokenizer.json      the tokenizer, special tokens at ids V..V+4 (gptpipe/vocab.py)
 
 The folder is written atomically: it appears complete or not at all.
 """
@@ -19,9 +19,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
-from . import bpe
+from . import vocab
 from .atomic import atomic_path
 from .errors import GptpipeError
+from .io import read_json
 from .model import GPT, GPTConfig
 
 WEIGHTS = "model.safetensors"
@@ -51,8 +52,8 @@ def save_model_dir(
     gpt = unwrap(model)
     if gpt.cfg != cfg:
         raise ValueError(f"the model was built with {gpt.cfg}, not {cfg}")
-    tok = tokenizer if isinstance(tokenizer, Tokenizer) else bpe.load(tokenizer)[0]
-    bpe.special_ids(tok)
+    tok = tokenizer if isinstance(tokenizer, Tokenizer) else vocab.load(tokenizer)[0]
+    vocab.special_ids(tok)
     if tok.get_vocab_size() != cfg.vocab_size:
         raise GptpipeError(
             f"{out_dir}: the tokenizer has {tok.get_vocab_size()} tokens but the model has "
@@ -63,7 +64,7 @@ def save_model_dir(
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         config_text = json.dumps(dataclasses.asdict(cfg), indent=2) + "\n"
         (tmp / CONFIG).write_text(config_text, encoding="utf-8")
-        bpe.save(tok, tmp / TOKENIZER)
+        vocab.save(tok, tmp / TOKENIZER)
 
 
 def model_folder(path: Path) -> Path:
@@ -103,15 +104,7 @@ def build_model(cfg: GPTConfig, tensors: dict[str, torch.Tensor], where: Path) -
 
 def read_config(path: Path) -> GPTConfig:
     """GPTConfig from `model.json`; unknown keys and impossible values are GptpipeErrors."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise GptpipeError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    except UnicodeDecodeError as exc:
-        raise GptpipeError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    if not isinstance(data, dict):
-        raise GptpipeError(f"{path}: expected a JSON object of GPTConfig fields")
-    return config_from_dict(data, str(path))
+    return config_from_dict(read_json(path), str(path))
 
 
 def config_from_dict(data: dict, where: str) -> GPTConfig:

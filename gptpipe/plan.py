@@ -10,13 +10,19 @@ with (a model FLOPs utilisation on a named GPU, or tokens/s measured by
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
-from .config import to_dict
-from .model import GPTConfig, N_SPECIAL
-from .train.metrics import peak_flops
+from .cli import run_cli
+from .config import SCALES, load_params, to_dict, validate_params
+from .model import N_SPECIAL, GPTConfig
+from .pretrain.metrics import peak_flops
+from .workflow import finetune_jobs
 
 # Bytes per parameter held while training: fp32 weights, AdamW's two fp32 moments. Checkpoints
 # store exactly these (plus small RNG and data-position state).
@@ -28,7 +34,7 @@ TAR_END_BYTES = 1024 + 5120  # per shard: end-of-archive blocks + half a 10,240-
 @dataclass(frozen=True)
 class Throughput:
     """How fast to assume training runs: `tokens_per_s` per GPU if measured, else
-    `mfu` x the peak bf16 FLOP/s of `gpu` (a name from gptpipe.train.metrics.PEAK_TFLOPS)."""
+    `mfu` x the peak bf16 FLOP/s of `gpu` (a name from gptpipe.pretrain.metrics.PEAK_TFLOPS)."""
 
     gpu: str = "H100"
     mfu: float = 0.40
@@ -126,3 +132,50 @@ def render(figures: Mapping[str, Any], scale: str) -> str:
         rows.append(("shards", "corpus size unknown: give --corpus-tokens (or run `shard`)"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="gptpipe plan", description="estimate a run's cost from params.yaml, before it runs")
+    parser.add_argument("--params", default="params.yaml", metavar="FILE",
+                        help="params file (every section is read; default: params.yaml)")
+    parser.add_argument("--scale", choices=SCALES, default=None,
+                        help="preset to resolve against (default: the file's `scale`)")
+    parser.add_argument("--gpus", type=int, default=8, help="GPUs in the job (default: 8)")
+    parser.add_argument("--gpu", default="H100",
+                        help="GPU model whose bf16 peak the MFU applies to (default: H100)")
+    parser.add_argument("--mfu", type=float, default=0.40,
+                        help="model FLOPs utilisation to plan with (default: 0.40)")
+    parser.add_argument("--tokens-per-s", type=float, default=None, metavar="N",
+                        help="measured tokens/s per GPU instead of --gpu/--mfu "
+                             "(benchmarks/train_step.py measures it)")
+    parser.add_argument("--corpus-tokens", type=int, default=None, metavar="N",
+                        help="tokens in the corpus after `shard` (default: from --shards)")
+    parser.add_argument("--shards", type=Path, default=None, metavar="DIR",
+                        help="a `shard` output whose manifest.json gives the corpus size")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    def body(args: argparse.Namespace) -> None:
+        params = load_params(args.params)
+        if args.scale:
+            params = {**params, "scale": args.scale}
+        cfg = validate_params(params, str(args.params))
+        corpus = args.corpus_tokens
+        if corpus is None and args.shards is not None:
+            manifest = json.loads((args.shards / "manifest.json").read_text(encoding="utf-8"))
+            corpus = sum(s["tokens"] for s in manifest["splits"].values())
+        throughput = Throughput(args.gpu, args.mfu, args.tokens_per_s)
+        try:
+            figures = estimate(cfg, throughput, args.gpus, corpus,
+                               len(finetune_jobs(cfg["finetune"])))
+        except ValueError as exc:
+            parser.error(str(exc))
+        scale = params.get("scale", "tiny")
+        sys.stdout.write((json.dumps(figures, indent=2) if args.json
+                          else render(figures, scale)) + "\n")
+
+    return run_cli("plan", argv, parser, body)

@@ -82,34 +82,6 @@ def validate(file_params: Mapping, config: Mapping) -> dict:
     return validate_params(effective_params(file_params, config))
 
 
-# The package modules each stage runs: inputs of its rule and deps of its DVC stage, so editing
-# a stage's code reruns that stage (and what depends on it) under both tools.
-STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "fetch": ("gptpipe/sources.py", "gptpipe/multistream.py", "gptpipe/stages/fetch.py"),
-    "ingest": ("gptpipe/wiki.py", "gptpipe/wikitext.py", "gptpipe/stages/ingest.py"),
-    "bpe": ("gptpipe/bpe.py", "gptpipe/stages/bpe.py"),
-    "shard": ("gptpipe/shards.py", "gptpipe/stages/shard.py"),
-    "pretrain": (
-        "gptpipe/model.py", "gptpipe/modeldir.py", "gptpipe/shards.py",
-        "gptpipe/train/checkpoint.py", "gptpipe/train/data.py", "gptpipe/train/distributed.py",
-        "gptpipe/train/loop.py", "gptpipe/train/metrics.py", "gptpipe/train/schedule.py",
-        "gptpipe/stages/pretrain.py",
-    ),
-    "finetune": (
-        "gptpipe/model.py", "gptpipe/modeldir.py", "gptpipe/bpe.py",
-        "gptpipe/tasks/__init__.py", "gptpipe/tasks/spec.py", "gptpipe/tasks/records.py",
-        "gptpipe/tasks/loaders.py", "gptpipe/tasks/transforms.py", "gptpipe/tasks/metrics.py",
-        "gptpipe/tasks/submission.py", "gptpipe/finetune/names.py", "gptpipe/finetune/data.py",
-        "gptpipe/finetune/body.py", "gptpipe/finetune/model.py", "gptpipe/finetune/loop.py",
-        "gptpipe/finetune/outputs.py", "gptpipe/stages/finetune.py",
-    ),
-    "report": (
-        "gptpipe/tasks/__init__.py", "gptpipe/report/collect.py", "gptpipe/report/tables.py",
-        "gptpipe/report/figures.py", "gptpipe/report/render.py", "gptpipe/report/provenance.py",
-        "gptpipe/stages/report.py",
-    ),
-}
-
 # The params sections a stage reads, when not just its own: its DVC `params` (with `scale`) and
 # its rule's `knobs`, so that changing any of them reruns it and nothing else does.
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {"pretrain": ("model", "pretrain")}
@@ -227,7 +199,7 @@ def pretrain_launcher(resources: Any, via_srun: bool | None = None) -> str:
 def fetch_outputs(fetch_cfg: Any, names: Any = None) -> list[str]:
     """Relative paths (under `data/`) of every file or folder `fetch` produces (of the sources
     in `names`, when given)."""
-    from .sources import output_paths, select
+    from .fetch.sources import output_paths, select
 
     if names is None:
         return output_paths(fetch_cfg)

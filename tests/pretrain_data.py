@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 from conftest import write_ingest_dir
-from gptpipe import bpe
+from gptpipe.bpe import tokenizer as bpe
+from gptpipe.vocab import save as save_tokenizer
 from gptpipe.config import BpeConfig, ShardConfig
-from gptpipe.stages import shard
+from gptpipe.shard import cli as shard
 
 REPO = Path(__file__).resolve().parents[1]
 # Fixed threads make CPU runs bitwise repeatable; one thread is also the fastest for a micro
@@ -32,7 +33,7 @@ def micro_shards(base: Path, texts: list[str], vocab: int = 1_024) -> tuple[Path
         chars += len(rows[-1]["text"])
     ingest = write_ingest_dir(folder / "ingest", rows)
     tok = bpe.train([r["text"] for r in rows if r["split"] == "train"], BpeConfig(vocab_size=vocab))
-    bpe.save(tok, folder / "tokenizer.json")
+    save_tokenizer(tok, folder / "tokenizer.json")
     shard.run(ShardConfig(context=64, samples_per_shard=128), [ingest],
               folder / "tokenizer.json", folder / "shards")
     return folder / "shards", folder / "tokenizer.json"

@@ -11,7 +11,9 @@ import pytest
 from tokenizers import Tokenizer
 
 from conftest import write_ingest_dir
-from gptpipe import bpe
+from gptpipe.bpe import tokenizer as bpe
+from gptpipe import vocab
+from gptpipe.io import file_sha256
 from gptpipe.config import BpeConfig
 from gptpipe.errors import GptpipeError
 
@@ -23,7 +25,7 @@ def texts(sample_texts):
 
 def test_bytelevel_layout_and_exact_round_trip(texts):
     tok = bpe.train(texts, BpeConfig(vocab_size=1000))
-    ids = bpe.special_ids(tok)
+    ids = vocab.special_ids(tok)
     assert (ids.start, ids.delim, ids.extract, ids.pad, ids.eod) == (1000, 1001, 1002, 1003, 1004)
     assert ids.vocab_size == tok.get_vocab_size() == 1005
     sample = texts[3][:2000] + " Ünïcödé — 東京 ✓"
@@ -36,8 +38,8 @@ def test_bytelevel_layout_and_exact_round_trip(texts):
 
 def test_gpt1_style_is_lowercased_with_word_ends(texts):
     tok = bpe.train(texts, BpeConfig(vocab_size=2000, style="gpt1", limit_alphabet=200))
-    assert tok.token_to_id(bpe.UNK) == 0
-    assert bpe.special_ids(tok).start == 2000
+    assert tok.token_to_id(vocab.UNK) == 0
+    assert vocab.special_ids(tok).start == 2000
     pieces = tok.encode("Anarchism is a Political philosophy.").tokens
     assert all(p == p.lower() for p in pieces)
     assert any(p.endswith("</w>") for p in pieces)
@@ -66,14 +68,14 @@ def test_load_rejects_bad_files(tmp_path, texts):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(GptpipeError, match="not a valid tokenizer.json"):
-        bpe.load(bad)
+        vocab.load(bad)
     with pytest.raises(GptpipeError, match="tokenizer file not found"):
-        bpe.load(tmp_path / "missing.json")
+        vocab.load(tmp_path / "missing.json")
     plain = bpe._new_tokenizer("bytelevel")  # a tokenizer without our special tokens
     plain.train_from_iterator(texts[:5], trainer=bpe._trainer(BpeConfig(vocab_size=400)))
     plain.save(str(tmp_path / "plain.json"))
     with pytest.raises(GptpipeError, match=re.escape("missing special tokens <|start|>")):
-        bpe.load(tmp_path / "plain.json")
+        vocab.load(tmp_path / "plain.json")
 
 
 def _run_stage(*args):
@@ -90,7 +92,7 @@ def test_stage_trains_on_the_train_split_only(tmp_path, texts):
     assert res.returncode == 0, res.stderr
     figures = json.loads((out / "bpe.json").read_text())
     assert figures["vocab_size"] == 705 and figures["config"]["vocab_size"] == 700
-    assert figures["tokenizer_sha256"] == bpe.file_sha256(out / "tokenizer.json")
+    assert figures["tokenizer_sha256"] == file_sha256(out / "tokenizer.json")
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
     assert "zqxjv" not in tok.get_vocab()  # learned only from train text
 

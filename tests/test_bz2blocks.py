@@ -1,4 +1,4 @@
-"""Decompressing byte ranges of a bz2 file on their own (`gptpipe.bz2blocks`)."""
+"""Decompressing byte ranges of a bz2 file on their own (`gptpipe.ingest.bz2blocks`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gptpipe.bz2blocks import Marks, check_marks, decode_range
+from gptpipe.ingest.bz2blocks import Marks, check_marks, decode_range
 from gptpipe.errors import GptpipeError
 
 

@@ -10,10 +10,11 @@ import shutil
 import pytest
 import torch
 
-from gptpipe.bpe import file_sha256
+from gptpipe.io import file_sha256
 from gptpipe.model import GPT, GPTConfig
-from gptpipe.train.checkpoint import Checkpoints, digest
-from gptpipe.train.distributed import DistEnv
+from gptpipe.io import json_digest as digest
+from gptpipe.pretrain.checkpoint import Checkpoints
+from gptpipe.pretrain.distributed import DistEnv
 
 ENV = DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 
@@ -89,7 +90,7 @@ def test_a_failed_save_leaves_nothing_that_looks_complete(tmp_path, monkeypatch)
     def disk_full(*args, **kwargs):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr("gptpipe.train.checkpoint.save_file", disk_full)
+    monkeypatch.setattr("gptpipe.pretrain.checkpoint.save_file", disk_full)
     with pytest.raises(OSError):
         _save(store, 2, model, opt)
     assert [p.name for p in store.run_dir.iterdir() if p.name != "metrics.jsonl"] == [

@@ -10,7 +10,13 @@ import pytest
 
 from gptpipe import workflow as gw
 from gptpipe.config import (
-    SCALES, BpeConfig, ConfigError, load_params, parse_set, resolve_section, validate_params,
+    SCALES,
+    BpeConfig,
+    ConfigError,
+    load_params,
+    parse_set,
+    resolve_section,
+    validate_params,
 )
 from gptpipe.presets import PRESETS
 

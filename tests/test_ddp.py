@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gptpipe.train import data
+from gptpipe.pretrain import data
 from pretrain_data import pretrain_cmd, run
 
 # No dropout: its masks come from each rank's own RNG, so they differ by design.

@@ -9,7 +9,7 @@ import pytest
 import torch.distributed as dist
 
 from gptpipe.errors import GptpipeError
-from gptpipe.train import distributed as dd
+from gptpipe.pretrain import distributed as dd
 
 
 @pytest.fixture

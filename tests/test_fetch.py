@@ -22,8 +22,15 @@ import yaml
 
 from gptpipe.config import FetchConfig, Source, build
 from gptpipe.errors import ConfigError, GptpipeError
-from gptpipe.sources import (MARKER, Http, fetch_source, output_paths, repack_multistream,
-                             resolve, resolve_all)
+from gptpipe.fetch.sources import (
+    MARKER,
+    Http,
+    fetch_source,
+    output_paths,
+    repack_multistream,
+    resolve,
+    resolve_all,
+)
 
 pytestmark = pytest.mark.timeout(60)
 

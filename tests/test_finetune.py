@@ -1,4 +1,4 @@
-"""Fine-tuning (gptpipe/finetune, gptpipe/stages/finetune.py): task heads per input
+"""Fine-tuning (gptpipe/finetune): task heads per input
 transformation, the task + λ·LM loss, bucketed batches, the stage's outputs and its errors.
 
 A micro model (2 layers, 64 wide) with a 1,024-token BPE learned from the sample's task texts;
@@ -20,18 +20,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gptpipe import bpe
+from gptpipe.bpe import tokenizer as bpe
+from gptpipe import vocab
+from gptpipe.io import file_sha256
 from gptpipe.config import BpeConfig, load_params, resolve_section
 from gptpipe.finetune.body import build_gpt, open_body
 from gptpipe.errors import GptpipeError
 from gptpipe.finetune.data import CAP_SALT, cap, load_task, recipe
 from gptpipe.finetune.loop import (
-    TrainSettings, collate, length_batches, lr_at, train, warmup_steps,
+    TrainSettings,
+    collate,
+    length_batches,
+    lr_at,
+    train,
+    warmup_steps,
 )
 from gptpipe.finetune.model import TaskModel, lm_loss, task_loss
 from gptpipe.model import GPT, GPTConfig
 from gptpipe.modeldir import save_model_dir
-from gptpipe.stages import finetune as stage
+from gptpipe.finetune import cli as stage
 from gptpipe.tasks.loaders import load_split
 from gptpipe.tasks.transforms import encode_examples
 
@@ -104,7 +111,7 @@ def test_each_kind_overfits_a_few_examples(kind, micro_cfg, shared_data, tokeniz
     model = TaskModel(_gpt(tokenizer, dropout=0.0), kind, spec.num_labels,
                       n_choices=spec.n_choices, clf_dropout=0.0,
                       generator=torch.Generator().manual_seed(1))
-    log = train(model, enc, _settings(epochs=30, lr=2e-3), pad_id=bpe.special_ids(tokenizer).pad,
+    log = train(model, enc, _settings(epochs=30, lr=2e-3), pad_id=vocab.special_ids(tokenizer).pad,
                 generator=torch.Generator().manual_seed(0), device=torch.device("cpu"))
     assert log.steps == 30 and log.examples_seen == 30 * len(enc)
     assert log.epoch_task_loss[-1] < 0.25 * log.epoch_task_loss[0], log.epoch_task_loss
@@ -118,7 +125,7 @@ def test_similarity_adds_the_states_of_both_orders(micro_cfg, shared_data, token
         for p in gpt.parameters():
             p.mul_(25.0 if p.dim() == 2 else 1.0)
     model = TaskModel(gpt, "similarity", 2, clf_dropout=0.0).eval()
-    ids, extract, _ = collate(enc, [0, 1, 2], bpe.special_ids(tokenizer).pad, torch.device("cpu"))
+    ids, extract, _ = collate(enc, [0, 1, 2], vocab.special_ids(tokenizer).pad, torch.device("cpu"))
     scores, _ = model(ids, extract)
     with torch.no_grad():
         states = [gpt.hidden_states(torch.tensor([s]))[0, -1]
@@ -133,7 +140,7 @@ def test_multiple_choice_is_a_softmax_over_the_choices(micro_cfg, shared_data, t
     spec, enc = _encoded(micro_cfg, "StoryCloze", shared_data, tokenizer, n=4)
     model = TaskModel(_gpt(tokenizer).eval(), "multiple_choice", 1, n_choices=2,
                       clf_dropout=0.0).eval()
-    ids, extract, labels = collate(enc, range(4), bpe.special_ids(tokenizer).pad,
+    ids, extract, labels = collate(enc, range(4), vocab.special_ids(tokenizer).pad,
                                    torch.device("cpu"))
     scores, _ = model(ids, extract)
     assert scores.shape == (4, 2)
@@ -166,7 +173,7 @@ def test_lm_loss_scores_real_tokens_only():
 
 def test_aux_weight_changes_the_loss(micro_cfg, shared_data, tokenizer):
     spec, enc = _encoded(micro_cfg, "SST-2", shared_data, tokenizer)
-    pad = bpe.special_ids(tokenizer).pad
+    pad = vocab.special_ids(tokenizer).pad
     logs = {}
     for lam in (0.0, 0.5):
         torch.manual_seed(0)
@@ -313,7 +320,7 @@ def test_no_pretrain_ignores_the_weights_but_keeps_the_tokenizer(micro_cfg, mode
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     figures = _run(micro_cfg, broken, shared_data, tmp_path / "np", variant="no_pretrain")
     assert figures["model"]["pretrained"] is False
-    assert figures["model"]["tokenizer_sha256"] == bpe.file_sha256(broken / "tokenizer.json")
+    assert figures["model"]["tokenizer_sha256"] == file_sha256(broken / "tokenizer.json")
     with pytest.raises(GptpipeError, match="model.safetensors"):
         _run(micro_cfg, broken, shared_data, tmp_path / "full")
 
@@ -404,7 +411,7 @@ def test_starts_from_an_imported_hugging_face_folder(tmp_path, micro_cfg, shared
     tokens): `import-hf` turns it into a model folder that `finetune --model` takes."""
     import transformers
 
-    from gptpipe.stages import import_hf
+    from gptpipe.hf import import_main
 
     texts = [line.split("\t")[0] for line in (shared_data / "glue/SST-2/train.tsv")
              .read_text(encoding="utf-8").splitlines()[1:3000]]
@@ -419,7 +426,7 @@ def test_starts_from_an_imported_hugging_face_folder(tmp_path, micro_cfg, shared
     (tmp_path / "hf/vocab.json").write_text(json.dumps(vocab))
     merges = "".join(f"{a} {b}\n" for a, b in spec["model"]["merges"])
     (tmp_path / "hf/merges.txt").write_text("#version: 0.2\n" + merges)
-    assert import_hf.main(["--input", str(tmp_path / "hf"), "--output", str(tmp_path / "m")]) == 0
+    assert import_main(["--input", str(tmp_path / "hf"), "--output", str(tmp_path / "m")]) == 0
 
     figures = _run(micro_cfg, tmp_path / "m", shared_data, tmp_path / "out")
     assert figures["model"]["pretrained"] and figures["model"]["config"]["context"] == 64

@@ -9,12 +9,10 @@ import pytest
 import yaml
 
 from gptpipe import workflow as gw
-from gptpipe.config import (
-    FinetuneConfig, Holdout, load_params, resolve_section, validate_params,
-)
+from gptpipe.config import FinetuneConfig, Holdout, load_params, resolve_section, validate_params
 from gptpipe.errors import ConfigError
 from gptpipe.finetune.data import files_read, recipe
-from gptpipe.stages import fetch
+from gptpipe.fetch import cli as fetch
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = load_params(REPO / "params.yaml")

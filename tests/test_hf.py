@@ -11,7 +11,8 @@ import pytest
 import torch
 import transformers  # a test dependency (pyproject `test` extra): missing it fails, not skips
 
-from gptpipe import bpe
+from gptpipe.bpe import tokenizer as bpe
+from gptpipe import vocab
 from gptpipe.__main__ import main
 from gptpipe.config import BpeConfig
 from gptpipe.errors import GptpipeError
@@ -157,8 +158,8 @@ def test_import_without_our_tokenizer_json_keeps_special_rows(tmp_path, tokenize
                  "--output", str(tmp_path / "back")]) == 0
     back, cfg = load_model_dir(tmp_path / "back")
     assert cfg == ours.cfg and torch.equal(back.wte.weight, ours.wte.weight)
-    tok, ids = bpe.load(tmp_path / "back" / "tokenizer.json")
-    assert ids == bpe.special_ids(tokenizer)
+    tok, ids = vocab.load(tmp_path / "back" / "tokenizer.json")
+    assert ids == vocab.special_ids(tokenizer)
     for sentence in SENTENCES:  # plain text: BERT-style normalising changes nothing
         assert tok.encode(sentence).ids == tokenizer.encode(sentence).ids
 
@@ -196,7 +197,7 @@ def test_import_released_style_checkpoint(tmp_path, tokenizer, pickle):
     assert new_rows.shape == (5, 64) and 0.01 < new_rows.std().item() < 0.03
     assert torch.equal(load_model_dir(tmp_path / "b")[0].wte.weight, model.wte.weight)
     assert not torch.equal(load_model_dir(tmp_path / "c")[0].wte.weight[V:], new_rows)
-    tok, ids = bpe.load(tmp_path / "a" / "tokenizer.json")
+    tok, ids = vocab.load(tmp_path / "a" / "tokenizer.json")
     assert (ids.start, ids.eod, ids.vocab_size) == (V, V + 4, V + 5)
     hf_tok = transformers.OpenAIGPTTokenizer.from_pretrained(tmp_path / "hf")
     for text in SENTENCES + ["Naïve CAFÉ, déjà vu!"]:

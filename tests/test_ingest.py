@@ -11,13 +11,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from gptpipe import articles
-from gptpipe.articles import split_of
+from gptpipe.ingest import articles
+from gptpipe.ingest.articles import split_of
 from gptpipe.config import IngestConfig
 from gptpipe.errors import GptpipeError
-from gptpipe.stages import ingest
-from gptpipe.stages.ingest import run
-from gptpipe.wikitext import leakage_rate
+from gptpipe.ingest import run as ingest
+from gptpipe.ingest.run import run
+from gptpipe.ingest.wikitext import leakage_rate
 
 WIKI = "wikipedia"
 SINGLE = f"{WIKI}/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"

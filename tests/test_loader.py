@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from gptpipe import shards
+from gptpipe.shard import reader
 from gptpipe.config import ShardConfig
 from gptpipe.errors import GptpipeError
-from gptpipe.loader import ShardLoader, buffer_shuffle, plan_epoch
-from gptpipe.stages import shard as stage
+from gptpipe.pretrain.loader import ShardLoader, buffer_shuffle, plan_epoch
+from gptpipe.shard import cli as stage
 from test_shards import make_corpus
 
 CONTEXT = 16
@@ -33,8 +33,8 @@ def out(sample_texts, tmp_path_factory) -> Path:
 
 def split_windows(out: Path, split: str) -> list[np.ndarray]:
     """Every shard's windows, in manifest order."""
-    m = shards.read_manifest(out)
-    return [shards.read_shard(p, WINDOW, m.dtype, n) for p, n in m.shards(split)]
+    m = reader.read_manifest(out)
+    return [reader.read_shard(p, WINDOW, m.dtype, n) for p, n in m.shards(split)]
 
 
 def rows(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[bytes]:
@@ -172,7 +172,7 @@ def test_buffer_shuffle() -> None:
 
 def test_lingering_samples_do_not_keep_whole_shards(out: Path, monkeypatch) -> None:
     """With a small buffer, memory holds about the buffer plus the shard being read."""
-    from gptpipe import loader as loader_mod
+    from gptpipe.pretrain import loader as loader_mod
 
     kept = []
     release = loader_mod._RowCache.release

@@ -26,7 +26,7 @@ import yaml
 from gptpipe.config import load_params, resolve_section
 from gptpipe.errors import GptpipeError
 from gptpipe.mirror import build
-from gptpipe.stages import fetch
+from gptpipe.fetch import cli as fetch
 
 REPO = Path(__file__).resolve().parents[1]
 DUMP = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"

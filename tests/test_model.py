@@ -9,9 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gptpipe.model import (
-    GPT, MODEL_PRESETS, ClassifierHead, GPTConfig, gather_at, padding_mask,
-)
+from gptpipe.model import GPT, MODEL_PRESETS, ClassifierHead, GPTConfig, gather_at, padding_mask
 
 
 def _micro(seed: int = 0, **overrides) -> GPT:

@@ -13,12 +13,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gptpipe import bpe
+from gptpipe.bpe import tokenizer as bpe
+from gptpipe import vocab
 from gptpipe.config import BpeConfig
+from gptpipe.model import GPT
 from gptpipe.modeldir import load_model_dir
-from gptpipe.stages import pretrain, sample
-from gptpipe.train import data, metrics
-from gptpipe.train.metrics import FIELDS
+from gptpipe.pretrain import cli as pretrain
+from gptpipe import sample
+from gptpipe.pretrain import data, metrics
+from gptpipe.pretrain.metrics import FIELDS
 from pretrain_data import pretrain_cmd, run
 
 
@@ -83,11 +86,11 @@ def test_val_bpb_is_loss_over_the_bytes_of_the_scored_text(trained, micro):
 
 
 def test_token_bytes_count_the_texts_utf8_bytes(micro):
-    tok, _ = bpe.load(micro[1])
+    tok, _ = vocab.load(micro[1])
     text = "Anarchism is a political philosophy – “stateless” societies, 2016."
     ids = tok.encode(text).ids
     assert int(data.token_bytes(tok)[ids].sum()) == len(text.encode("utf-8"))
-    ids_ = bpe.special_ids(tok)
+    ids_ = vocab.special_ids(tok)
     assert data.token_bytes(tok)[[ids_.eod, ids_.pad]].tolist() == [0, 0]
 
 
@@ -149,7 +152,7 @@ def test_another_model_config_starts_afresh_and_keeps_the_old_checkpoints(traine
 
 def test_shards_of_another_tokenizer_fail_clearly(micro, sample_texts, tmp_path, capsys):
     other = bpe.train(sample_texts[:20], BpeConfig(vocab_size=600))
-    bpe.save(other, tmp_path / "other.json")
+    vocab.save(other, tmp_path / "other.json")
     assert pretrain.main(_argv((micro[0], tmp_path / "other.json"), tmp_path)) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "shards made with another tokenizer" in err[0]
@@ -173,7 +176,7 @@ def test_auto_device_picks_what_is_there(trained):
 
 def test_a_nan_loss_stops_with_the_last_good_checkpoint(micro, tmp_path, monkeypatch, capsys,
                                                         caplog):
-    real_forward = pretrain.GPT.forward
+    real_forward = GPT.forward
     calls = {"n": 0}
 
     def poisoned(self, idx, targets=None, attn_mask=None):
@@ -184,14 +187,14 @@ def test_a_nan_loss_stops_with_the_last_good_checkpoint(micro, tmp_path, monkeyp
                 loss = loss * float("nan")
         return logits, loss
 
-    monkeypatch.setattr(pretrain.GPT, "forward", poisoned)
+    monkeypatch.setattr(GPT, "forward", poisoned)
     assert pretrain.main(_argv(micro, tmp_path)) == 1
     err = capsys.readouterr().err
     (good,) = tmp_path.glob("ck/*/step-00000010")
     assert "update 13: the loss is nan" in err and f"Last good checkpoint: {good}" in err
     assert sorted(p.name for p in good.parent.glob("step-*")) == ["step-00000010"]
     assert not (tmp_path / "out").exists()
-    monkeypatch.setattr(pretrain.GPT, "forward", real_forward)
+    monkeypatch.setattr(GPT, "forward", real_forward)
     with caplog.at_level(logging.INFO):  # the checkpoint is intact: a rerun goes on from it
         assert pretrain.main(_argv(micro, tmp_path)) == 0
     assert "(update 10)" in caplog.text and (tmp_path / "out/model").is_dir()
@@ -227,9 +230,9 @@ def test_sample_continues_the_prompt(trained, capsys):
 def test_export_hf_takes_the_pretrain_output(trained, tmp_path):
     from transformers import OpenAIGPTLMHeadModel
 
-    from gptpipe.stages import export_hf
+    from gptpipe.hf import export_main
 
-    assert export_hf.main(["--input", str(trained / "out"), "--output", str(tmp_path / "hf")]) == 0
+    assert export_main(["--input", str(trained / "out"), "--output", str(tmp_path / "hf")]) == 0
     _, info = OpenAIGPTLMHeadModel.from_pretrained(tmp_path / "hf", output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
 

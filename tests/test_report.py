@@ -21,7 +21,7 @@ from gptpipe import tasks
 from gptpipe.config import ReportConfig, load_params, resolve_section
 from gptpipe.errors import GptpipeError
 from gptpipe.report import collect, provenance, tables
-from gptpipe.stages import report as stage
+from gptpipe.report import cli as stage
 
 DUMP_SHA = "sha256:" + "ab" * 32
 TASK_SHA = "sha256:" + "cd" * 32

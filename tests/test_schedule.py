@@ -7,7 +7,7 @@ import math
 import pytest
 
 from gptpipe.config import ConfigError, resolve_section
-from gptpipe.train.schedule import lr_at, run_shape
+from gptpipe.pretrain.schedule import lr_at, run_shape
 
 
 def test_warmup_is_linear_from_zero_to_the_peak():

@@ -16,10 +16,15 @@ import webdataset as wds
 from tokenizers import Tokenizer
 
 from conftest import write_ingest_dir
-from gptpipe import bpe, shards
+from gptpipe.bpe import tokenizer as bpe
+from gptpipe.vocab import load as load_tokenizer
+from gptpipe.vocab import save as save_tokenizer
+from gptpipe.io import file_sha256
+from gptpipe.shard import reader
+from gptpipe.shard import writer
 from gptpipe.config import BpeConfig, ShardConfig
 from gptpipe.errors import GptpipeError
-from gptpipe.stages import shard as stage
+from gptpipe.shard import cli as stage
 
 CFG = ShardConfig(context=32, samples_per_shard=300)
 
@@ -44,7 +49,7 @@ def make_corpus(texts: list[str], folder: Path, max_chars: int, vocab: int = 512
         chars += len(text)
     ingest = write_ingest_dir(folder / "ingest", rows)
     tok = bpe.train([r["text"] for r in rows], BpeConfig(vocab_size=vocab))
-    bpe.save(tok, folder / "tokenizer.json")
+    save_tokenizer(tok, folder / "tokenizer.json")
     return Corpus(ingest, folder / "tokenizer.json", rows)
 
 
@@ -91,7 +96,7 @@ def manifest_of(out: Path) -> dict:
 def test_windows_are_the_token_stream_cut_exactly(corpus: Corpus, out: Path, split: str) -> None:
     m = manifest_of(out)["splits"][split]
     window = CFG.context + 1
-    blocks = [shards.read_shard(out / s["name"], window, np.uint16, s["samples"])
+    blocks = [reader.read_shard(out / s["name"], window, np.uint16, s["samples"])
               for s in m["shards"]]
     got = np.concatenate(blocks).ravel()
     stream = expected_stream(corpus, split)
@@ -105,11 +110,11 @@ def test_windows_are_the_token_stream_cut_exactly(corpus: Corpus, out: Path, spl
 
 def test_manifest_describes_the_files(corpus: Corpus, out: Path) -> None:
     m = manifest_of(out)
-    _, ids = bpe.load(corpus.tokenizer)
+    _, ids = load_tokenizer(corpus.tokenizer)
     assert (m["format"], m["context"], m["window"], m["dtype"]) == (
         "gptpipe-shards/1", CFG.context, CFG.context + 1, "uint16")
     assert (m["vocab_size"], m["eod_id"]) == (ids.vocab_size, ids.eod) == (517, 516)
-    assert m["tokenizer_sha256"] == bpe.file_sha256(corpus.tokenizer)
+    assert m["tokenizer_sha256"] == file_sha256(corpus.tokenizer)
     assert m["config"] == {"context": 32, "samples_per_shard": 300}
     listed = [s["name"] for sp in ("train", "val") for s in m["splits"][sp]["shards"]]
     assert sorted(p.name for p in out.iterdir()) == sorted(listed + ["manifest.json"])
@@ -120,7 +125,7 @@ def test_manifest_describes_the_files(corpus: Corpus, out: Path) -> None:
         assert m["splits"][sp]["samples"] == sum(e["samples"] for e in entries)
         for e in entries:
             assert hashlib.sha256((out / e["name"]).read_bytes()).hexdigest() == e["sha256"]
-    shards.verify_checksums(out)
+    reader.verify_checksums(out)
 
 
 def test_a_changed_shard_fails_verification(out: Path, tmp_path: Path) -> None:
@@ -132,7 +137,7 @@ def test_a_changed_shard_fails_verification(out: Path, tmp_path: Path) -> None:
     blob[600] ^= 1  # one bit of the first sample's tokens
     (copy / "val-000000.tar").write_bytes(bytes(blob))
     with pytest.raises(GptpipeError, match="val-000000.tar: sha256 .* does not match"):
-        shards.verify_checksums(copy)
+        reader.verify_checksums(copy)
 
 
 def test_plain_webdataset_reads_the_shards(out: Path) -> None:
@@ -144,7 +149,7 @@ def test_plain_webdataset_reads_the_shards(out: Path) -> None:
     assert samples[-1]["__key__"].startswith("train-000001-")
     assert {k for k in samples[0] if not k.startswith("__")} == {"tokens.u16"}
     decoded = np.stack([np.frombuffer(s["tokens.u16"], "<u2") for s in samples])
-    ours = np.concatenate([shards.read_shard(u, 33, np.uint16) for u in urls])
+    ours = np.concatenate([reader.read_shard(u, 33, np.uint16) for u in urls])
     np.testing.assert_array_equal(decoded, ours)
 
 
@@ -157,7 +162,7 @@ def test_tar_members_have_fixed_metadata(out: Path) -> None:
     for name, size in [("a-000000-000000.tokens.u16", 66), ("x" * 100, 0), ("b.tokens.u32", 2052)]:
         info = tarfile.TarInfo(name)
         info.size, info.mode, info.mtime = size, 0o644, 0
-        assert shards.ustar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT)
+        assert writer.ustar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT)
 
 
 def test_shards_rewritten_by_webdataset_are_read(out: Path, tmp_path: Path) -> None:
@@ -170,19 +175,19 @@ def test_shards_rewritten_by_webdataset_are_read(out: Path, tmp_path: Path) -> N
                           "txt": "a note"})
     with tarfile.open(rewritten) as tf:
         assert any(m.pax_headers for m in tf.getmembers())
-    np.testing.assert_array_equal(shards.read_shard(rewritten, 33, np.uint16),
-                                  shards.read_shard(src, 33, np.uint16))
+    np.testing.assert_array_equal(reader.read_shard(rewritten, 33, np.uint16),
+                                  reader.read_shard(src, 33, np.uint16))
 
 
 def test_dtypes_and_uint32_round_trip(tmp_path: Path) -> None:
-    assert shards.token_dtype(65_536) == np.dtype("<u2")
-    assert shards.token_dtype(65_537) == np.dtype("<u4")
+    assert reader.token_dtype(65_536) == np.dtype("<u2")
+    assert reader.token_dtype(65_537) == np.dtype("<u4")
     windows = np.arange(70_000, 70_000 + 5 * 9, dtype="<u4").reshape(5, 9)
-    entry = shards.write_shard(tmp_path / "train-000003.tar", windows)
+    entry = writer.write_shard(tmp_path / "train-000003.tar", windows)
     assert entry["samples"] == 5 and entry["tokens"] == 45
     with tarfile.open(tmp_path / "train-000003.tar") as tf:
         assert tf.getnames()[1] == "train-000003-000001.tokens.u32"
-    back = shards.read_shard(tmp_path / "train-000003.tar", 9, np.dtype("<u4"), 5)
+    back = reader.read_shard(tmp_path / "train-000003.tar", 9, np.dtype("<u4"), 5)
     assert back.dtype == np.dtype("<u4")
     np.testing.assert_array_equal(back, windows)
 
@@ -198,15 +203,15 @@ def test_same_inputs_give_identical_bytes(corpus: Corpus, out: Path, tmp_path: P
 
 
 def test_text_spelling_a_special_token_is_not_a_separator(corpus: Corpus) -> None:
-    tok = shards.make_tokenizer(corpus.tokenizer)
+    tok = writer.make_tokenizer(corpus.tokenizer)
     eod = tok.token_to_id("<|endoftext|>")
-    ids = shards.encode_documents(tok, ["GPT-2 ends a text with <|endoftext|> here.", "b"], eod,
+    ids = writer.encode_documents(tok, ["GPT-2 ends a text with <|endoftext|> here.", "b"], eod,
                                   np.dtype("<u2"))
     assert np.flatnonzero(ids == eod).tolist()[:-1] == [len(ids) - 3]  # after doc 1, then doc 2
 
 
 def test_window_packer_keeps_the_remainder() -> None:
-    packer = shards.WindowPacker(4, np.dtype("<u2"))
+    packer = writer.WindowPacker(4, np.dtype("<u2"))
     pieces = [np.arange(a, b, dtype="<u2") for a, b in [(0, 5), (5, 5), (5, 12), (12, 31)]]
     got = [packer.add(p) for p in pieces]
     assert [len(g) for g in got] == [1, 0, 2, 4] and packer.rest == 3
@@ -214,53 +219,47 @@ def test_window_packer_keeps_the_remainder() -> None:
 
 
 def test_shard_writer_cuts_every_n_samples(tmp_path: Path) -> None:
-    writer = shards.ShardWriter(tmp_path, "val", 4)
+    out = writer.ShardWriter(tmp_path, "val", 4)
     for n in (3, 0, 6, 2):
-        writer.add(np.zeros((n, 5), dtype="<u2"))
-    assert [s["samples"] for s in writer.close()] == [4, 4, 3]
+        out.add(np.zeros((n, 5), dtype="<u2"))
+    assert [s["samples"] for s in out.close()] == [4, 4, 3]
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"val-00000{i}.tar" for i in range(3)]
 
 
 def test_bad_shards_are_named(tmp_path: Path) -> None:
-    good = shards.tar_bytes([("k-0.tokens.u16", b"\1\0" * 4), ("k-1.tokens.u16", b"\2\0" * 4)])
+    good = writer.tar_bytes([("k-0.tokens.u16", b"\1\0" * 4), ("k-1.tokens.u16", b"\2\0" * 4)])
     (tmp_path / "ok.tar").write_bytes(good)
-    assert shards.read_shard(tmp_path / "ok.tar", 4, np.uint16).tolist() == [[1] * 4, [2] * 4]
+    assert reader.read_shard(tmp_path / "ok.tar", 4, np.uint16).tolist() == [[1] * 4, [2] * 4]
     with pytest.raises(GptpipeError, match="ok.tar: 2 samples, the manifest says 3"):
-        shards.read_shard(tmp_path / "ok.tar", 4, np.uint16, 3)
+        reader.read_shard(tmp_path / "ok.tar", 4, np.uint16, 3)
     with pytest.raises(GptpipeError, match=r"k-0.tokens.u16 at byte 0 holds 8 bytes, expected 10"):
-        shards.read_shard(tmp_path / "ok.tar", 5, np.uint16)
+        reader.read_shard(tmp_path / "ok.tar", 5, np.uint16)
     (tmp_path / "cut.tar").write_bytes(good[:1030])
     with pytest.raises(GptpipeError, match="cut.tar: truncated"):
-        shards.read_shard(tmp_path / "cut.tar", 4, np.uint16)
+        reader.read_shard(tmp_path / "cut.tar", 4, np.uint16)
     (tmp_path / "text.tar").write_bytes(b"hello world\n" * 100)
     with pytest.raises(GptpipeError, match="text.tar: byte 0: not a ustar regular file"):
-        shards.read_shard(tmp_path / "text.tar", 4, np.uint16)
+        reader.read_shard(tmp_path / "text.tar", 4, np.uint16)
     with pytest.raises(GptpipeError, match="gone.tar: shard not found"):
-        shards.read_shard(tmp_path / "gone.tar", 4, np.uint16)
+        reader.read_shard(tmp_path / "gone.tar", 4, np.uint16)
 
 
 def test_compatibility_checks(out: Path, corpus: Corpus, tmp_path: Path) -> None:
-    sha = bpe.file_sha256(corpus.tokenizer)
-    shards.check_compatible(out, tokenizer_sha256=sha, vocab_size=517, context=32)
+    sha = file_sha256(corpus.tokenizer)
+    reader.check_compatible(out, tokenizer_sha256=sha, vocab_size=517, context=32)
     with pytest.raises(GptpipeError, match="manifest.json: shards made with another tokenizer"):
-        shards.check_compatible(out, tokenizer_sha256="0" * 64)
+        reader.check_compatible(out, tokenizer_sha256="0" * 64)
     with pytest.raises(GptpipeError, match="517-token vocabulary; the model has 40483"):
-        shards.check_compatible(out, vocab_size=40_483)
+        reader.check_compatible(out, vocab_size=40_483)
     with pytest.raises(GptpipeError, match="cut for context 32; the model uses 512"):
-        shards.check_compatible(out, context=512)
+        reader.check_compatible(out, context=512)
     with pytest.raises(GptpipeError, match="^here: shards made with another"):
-        shards.check_compatible(manifest_of(out), tokenizer_sha256="f" * 64, where="here")
+        reader.check_compatible(manifest_of(out), tokenizer_sha256="f" * 64, where="here")
     with pytest.raises(GptpipeError, match="shard manifest not found"):
-        shards.read_manifest(tmp_path)
+        reader.read_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text(json.dumps({"format": "gptpipe-shards/0"}))
     with pytest.raises(GptpipeError, match="format 'gptpipe-shards/0' is not 'gptpipe-shards/1'"):
-        shards.read_manifest(tmp_path)
-
-
-def test_loader_is_reachable_from_shards() -> None:
-    from gptpipe.loader import ShardLoader
-
-    assert shards.Loader is ShardLoader is shards.ShardLoader
+        reader.read_manifest(tmp_path)
 
 
 def _one_line_error(res: subprocess.CompletedProcess) -> str:

@@ -154,7 +154,7 @@ stages:
       {flags}
     deps:
       - workflow/rules/data.smk
-      - gptpipe/wiki.py
+      - gptpipe/ingest/wiki.py
     params:
       - scale
       - fetch

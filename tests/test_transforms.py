@@ -7,7 +7,9 @@ import random
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from gptpipe import bpe, tasks
+from gptpipe.bpe import tokenizer as bpe
+from gptpipe import vocab
+from gptpipe import tasks
 from gptpipe.config import BpeConfig
 from gptpipe.errors import GptpipeError
 from gptpipe.tasks.loaders import load_split
@@ -37,7 +39,7 @@ def tok() -> Tokenizer:
 
 @pytest.fixture(scope="module")
 def sid(tok):
-    return bpe.special_ids(tok)
+    return vocab.special_ids(tok)
 
 
 def enc(tok, text: str) -> list[int]:
@@ -113,7 +115,7 @@ def test_truncation_keeps_specials_and_trims_the_longer_segment_from_its_end(tok
     assert seq == (500, *tp[:10], 501, *th, 502)  # premise cut from its end; hypothesis intact
     assert stats.longest == len(tp) + len(th) + 3
     # Both too long: they are trimmed to (nearly) equal lengths; the specials stay.
-    seq2, cut = assemble([tp, tp[:40]], 1, bpe.special_ids(tok), 23)
+    seq2, cut = assemble([tp, tp[:40]], 1, vocab.special_ids(tok), 23)
     assert cut and seq2 == [500, *tp[:10], 501, *tp[:10], 502]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gptpipe.wikitext import (
+from gptpipe.ingest.wikitext import (
     is_disambiguation,
     is_redirect,
     leakage_rate,
@@ -175,7 +175,7 @@ def test_one_pass_template_removal_equals_the_iterative_passes() -> None:
     """The split-based fast path gives what the innermost-first regex passes give, or defers."""
     import random
 
-    from gptpipe.wikitext import _remove_balanced_templates, _remove_templates_iteratively
+    from gptpipe.ingest.wikitext import _remove_balanced_templates, _remove_templates_iteratively
 
     tokens = ["{{", "}}", "{", "}", "|", "a", " ", "\n\n", "lang|fr|", "Convert |1|to|2|m",
               "nowrap|", "nihongo|X|Y", "{|", "|}", "x=1", "{{{", "}}}"]

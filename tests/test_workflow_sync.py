@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gptpipe.config import SECTIONS
+from gptpipe.deps import stage_code
 from gptpipe.errors import ConfigError
 from gptpipe.workflow import pretrain_launcher, stage_sections
 
@@ -80,6 +81,15 @@ def test_same_commands_deps_outs(both, field):
     smk, dvc = both
     diffs = {n: (smk[n][field], dvc[n][field]) for n in smk if smk[n][field] != dvc[n][field]}
     assert not diffs, f"Snakefile and dvc.yaml disagree on {field}: {diffs}"
+
+
+def test_each_stage_code_is_its_import_closure_in_both_tools(both):
+    """closure = rule inputs = DVC deps, for every job of every stage."""
+    smk, dvc = both
+    for name in smk:
+        want = set(stage_code(name.split("@")[0]))
+        assert {d for d in smk[name]["deps"] if d.startswith("gptpipe/")} == want, name
+        assert {d for d in dvc[name]["deps"] if d.startswith("gptpipe/")} == want, name
 
 
 def test_each_dvc_stage_tracks_only_its_own_section(both):

@@ -1,9 +1,8 @@
-"""Fine-tuning GPT-1 on the paper's tasks (§3.2-3.3); `gptpipe.stages.finetune` runs it.
+"""The `finetune` stage: GPT-1 fine-tuned on one of the paper's tasks (§3.2-3.3).
 
-Modules: `names` (task names in the config), `data` (splits, file overrides, holdouts, caps),
-`body` (the model folder: tokenizer checks, pre-trained or fresh weights), `model` (the GPT body
-plus a classifier head per input transformation, the losses), `loop` (length-bucketed batches,
-the schedule, training and prediction), `outputs` (metrics, predictions, GLUE submissions).
-Nothing is imported here: the config validates task names through `names`, and that must not
-import torch.
+Modules: `data` (splits, file overrides, holdouts, caps), `body` (the model folder: tokenizer
+checks, pre-trained or fresh weights), `model` (the GPT body plus a classifier head per input
+transformation, the losses), `loop` (length-bucketed batches, training and prediction),
+`outputs` (metrics, predictions, GLUE submissions), `cli` (`gptpipe finetune`). The tasks
+themselves (loaders, input transformations, metrics, names) are the registry in `gptpipe.tasks`.
 """

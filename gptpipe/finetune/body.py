@@ -14,12 +14,19 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from .. import bpe
-from ..bpe import SpecialIds
+from .. import vocab
 from ..errors import GptpipeError
 from ..model import GPT, GPTConfig
-from ..modeldir import (CONFIG, TOKENIZER, WEIGHTS, check_state_dict, model_folder,
-                        read_config, read_weights)
+from ..modeldir import (
+    CONFIG,
+    TOKENIZER,
+    WEIGHTS,
+    check_state_dict,
+    model_folder,
+    read_config,
+    read_weights,
+)
+from ..vocab import SpecialIds
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,7 @@ def open_body(path: Path, max_len: int) -> Body:
     """Check the folder, its tokenizer (special tokens, vocabulary = the model's rows) and that
     `max_len` tokens fit the model's context; errors name the file at fault."""
     folder = model_folder(path)
-    tok, ids = bpe.load(folder / TOKENIZER)
+    tok, ids = vocab.load(folder / TOKENIZER)
     cfg = read_config(folder / CONFIG)
     if tok.get_vocab_size() != cfg.vocab_size:
         raise GptpipeError(

@@ -7,7 +7,6 @@ so a report never silently shows a half-read run. Percentages are the finetune s
 
 from __future__ import annotations
 
-import json
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import polars as pl
 
 from ..errors import GptpipeError
+from ..io import read_json, read_jsonl
 
 METRICS_JSON = "metrics.json"  # a finetune job's (and pretrain's) final figures
 CURVE_FILE = "metrics.jsonl"  # pretrain: one record per logged update
@@ -38,45 +38,6 @@ SCORES_SCHEMA: dict[str, Any] = {
 
 
 # --------------------------------------------------------------------------- JSON files
-
-
-def _read_text(path: Path) -> str:
-    """The file's UTF-8 text; a missing or unreadable file is an error naming it."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GptpipeError(f"{path}: not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GptpipeError(f"{path}: cannot read: {exc}") from None
-
-
-def read_json(path: Path) -> dict:
-    """A JSON object from `path`; a missing file or bad JSON is an error naming its line."""
-    text = _read_text(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GptpipeError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise GptpipeError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def read_jsonl(path: Path) -> list[tuple[int, dict]]:
-    """(line number, object) for every non-blank line of a JSON-lines file."""
-    lines = _read_text(path).splitlines()
-    out = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise GptpipeError(f"{path}:{number}: not valid JSON: {exc.msg}") from None
-        if not isinstance(record, dict):
-            raise GptpipeError(f"{path}:{number}: expected a JSON object per line")
-        out.append((number, record))
-    return out
 
 
 def require(data: Mapping, keys: Sequence[str], where: str) -> None:

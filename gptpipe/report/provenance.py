@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .. import bpe
+from .. import io
 from ..config import FetchConfig, flatten, to_dict
 
 KEY_PACKAGES = ("gptpipe", "torch", "tokenizers", "snakemake", "dvc", "polars", "matplotlib")
@@ -42,11 +42,6 @@ def git_state(repo: Path) -> dict[str, Any]:
         return {"commit": "unknown", "dirty": None}
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
-
-
-def file_sha256(path: Path) -> str | None:
-    """Hex sha256 of a file, or None when it does not exist."""
-    return bpe.file_sha256(path) if path.is_file() else None
 
 
 def package_versions(names: Sequence[str] = KEY_PACKAGES) -> dict[str, str]:
@@ -137,9 +132,10 @@ def collect(resolved: Mapping[str, Any], repo: Path, recorded: Sequence[tuple[st
             checks: Sequence[str] = ()) -> dict[str, Any]:
     """The provenance block of report.json. `resolved`: section -> frozen config."""
     params = {name: to_dict(cfg) for name, cfg in resolved.items()}
+    lock = repo / "dvc.lock"
     return {
         "git": git_state(repo),
-        "dvc_lock_sha256": file_sha256(repo / "dvc.lock"),
+        "dvc_lock_sha256": io.file_sha256(lock) if lock.is_file() else None,
         "packages": package_versions(),
         "inputs": declared_inputs(resolved["fetch"], _read(resolved)),
         "checks": [*checks, *config_drift(params, recorded)],

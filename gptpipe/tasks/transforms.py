@@ -1,7 +1,7 @@
 """The paper's input transformations (§3.3, Figure 1): examples -> token-id sequences.
 
 With `<s>` = `<|start|>`, `$` = `<|delim|>` and `<e>` = `<|extract|>` (ids V, V+1, V+2 after a
-base vocabulary of V tokens, see `gptpipe.bpe`):
+base vocabulary of V tokens, see `gptpipe.vocab`):
 
 - single (classification):     `<s> text <e>`
 - pair (entailment):           `<s> premise $ hypothesis <e>`
@@ -24,8 +24,8 @@ from typing import Iterable, Sequence
 
 from tokenizers import Tokenizer
 
-from ..bpe import SpecialIds, special_ids
 from ..errors import GptpipeError
+from ..vocab import SpecialIds, special_ids
 from .spec import KINDS, Example
 
 

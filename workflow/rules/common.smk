@@ -2,6 +2,7 @@
 # The logic lives in gptpipe.workflow (unit-tested); this file only binds it to `config`.
 
 from gptpipe import workflow as gw
+from gptpipe.deps import stage_code
 from gptpipe.config import load_params
 
 PARAMS_FILE = "params.yaml"
@@ -33,8 +34,8 @@ def overrides(section):
 
 
 def code(stage):
-    """The package modules a stage runs: editing them reruns it."""
-    return list(gw.STAGE_CODE[stage])
+    """The modules a stage runs, computed from its package's imports: editing one reruns it."""
+    return stage_code(stage)
 
 
 # The declared sources this configuration reads (the dump parts, the configured tasks' data).

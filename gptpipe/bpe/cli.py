@@ -1,0 +1,52 @@
+"""`gptpipe bpe`: train the BPE tokenizer on the training split of every ingested part."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .. import vocab
+from ..atomic import atomic_path, write_json
+from ..cli import load_config, run_cli, stage_parser
+from ..config import BpeConfig, to_dict
+from ..ingest.corpus import iter_articles
+from ..io import file_sha256
+from . import tokenizer as bpe
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: BpeConfig, ingest_dirs: Sequence[Path], output: Path) -> dict:
+    """Write `output/tokenizer.json` and `output/bpe.json` (figures + resolved config)."""
+    start = time.perf_counter()
+    texts = (text for _, text in iter_articles(ingest_dirs, split="train"))
+    where = ", ".join(str(d) for d in ingest_dirs)
+    log.info("training %s BPE, base vocabulary %d, on %s", cfg.style, cfg.vocab_size, where)
+    tok = bpe.train(texts, cfg, source=where)
+    figures = bpe.describe(tok, cfg) | {
+        "seconds": round(time.perf_counter() - start, 3),
+        "inputs": [str(d) for d in ingest_dirs],
+        "config": to_dict(cfg),
+    }
+    with atomic_path(output, is_dir=True) as tmp:
+        vocab.save(tok, tmp / "tokenizer.json")
+        figures["tokenizer_sha256"] = file_sha256(tmp / "tokenizer.json")
+        write_json(tmp / "bpe.json", figures)
+    log.info("wrote %s (vocabulary %d incl. special tokens)", output, figures["vocab_size"])
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage_parser("bpe", __doc__)
+    parser.add_argument("--ingest", nargs="+", required=True, type=Path, metavar="DIR",
+                        help="`ingest` output folders (Parquet); only the train split is used")
+    parser.add_argument("--output", required=True, type=Path, metavar="DIR",
+                        help="folder to write tokenizer.json and bpe.json into")
+
+    def body(args: argparse.Namespace) -> None:
+        run(load_config(args, "bpe"), args.ingest, args.output)
+
+    return run_cli("bpe", argv, parser, body)

@@ -1,0 +1,184 @@
+"""Pre-training wired together: the model and its optimizer on their device, DDP, the trainer,
+checkpoints, validation, and the output folder (`run`)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from ..atomic import atomic_path, write_json
+from ..config import (
+    ModelConfig,
+    PretrainConfig,
+    to_dict,
+)
+from ..model import GPT, GPTConfig
+from ..modeldir import save_model_dir
+from . import data
+from . import distributed as dd
+from .checkpoint import Checkpoints, check_dir
+from .loop import Recipe, Trainer, evaluate_lm, mean_mfu
+from .metrics import MetricsLog, Progress, peak_flops
+from .schedule import RunShape, run_shape
+
+# Knobs that change what is watched, not what is learned: a resumed run may change them.
+OBSERVING = ("eval_every", "eval_tokens", "log_every", "checkpoint_every", "keep_checkpoints",
+             "compile")
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    shards: Path
+    tokenizer: Path
+    checkpoints: Path
+    output: Path
+
+
+def fingerprint(model_cfg: ModelConfig, cfg: PretrainConfig, info: data.DataInfo) -> dict:
+    """What decides the run's trajectory: a checkpoint resumes only when all of it matches.
+    (The vocabulary and context come from the shards and tokenizer, hashed here.)"""
+    pre = {k: v for k, v in to_dict(cfg).items() if k not in OBSERVING}
+    return {"model": to_dict(model_cfg), "pretrain": pre, "data": data.data_fingerprint(info)}
+
+
+def _autocast(env: dd.DistEnv, precision: str):
+    bf16 = precision == "bf16" or (
+        precision == "auto" and env.device.type == "cuda" and torch.cuda.is_bf16_supported())
+    if not bf16:
+        return contextlib.nullcontext, "fp32"
+    return (lambda: torch.autocast(env.device.type, dtype=torch.bfloat16)), "bf16"
+
+
+def build_model(gpt: GPTConfig, cfg: PretrainConfig, env: dd.DistEnv):
+    """The model on its device and its AdamW (decay on matrices only, fused on CUDA)."""
+    model = GPT(gpt, generator=torch.Generator().manual_seed(cfg.seed)).to(env.device)
+    optimizer = model.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2),
+                                          eps=cfg.eps)
+    return model, optimizer
+
+
+def wrap(model: GPT, cfg: PretrainConfig, env: dd.DistEnv
+         ) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(what evaluates, what trains): compiled if asked, and DDP-wrapped across processes."""
+    fwd: torch.nn.Module = torch.compile(model) if cfg.compile else model
+    if not env.distributed:
+        return fwd, fwd
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ids = [env.device.index] if env.device.type == "cuda" else None
+    return fwd, DDP(fwd, device_ids=ids)
+
+
+def run(model_cfg: ModelConfig, cfg: PretrainConfig, paths: Paths) -> dict:
+    """Train (or resume) and, on rank 0, write the output folder; the figures of metrics.json."""
+    wall0 = time.perf_counter()
+    env = dd.init(cfg.device)
+    if not env.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        return _run(model_cfg, cfg, paths, env, wall0)
+    finally:
+        dd.shutdown()
+
+
+def _run(model_cfg: ModelConfig, cfg: PretrainConfig, paths: Paths, env: dd.DistEnv,
+         wall0: float) -> dict:
+    check_dir(paths.checkpoints)
+    info = data.open_data(paths.shards, paths.tokenizer)
+    gpt = GPTConfig(vocab_size=info.vocab_size, context=info.context, **to_dict(model_cfg))
+    shape = run_shape(tokens=cfg.tokens, updates=cfg.updates, batch_tokens=cfg.batch_tokens,
+                      micro_batch=cfg.micro_batch, context=info.context,
+                      world_size=env.world_size)
+    torch.manual_seed(cfg.seed + env.rank * 2**32)  # dropout: its own stream on every rank
+    model, optimizer = build_model(gpt, cfg, env)
+    store = Checkpoints(paths.checkpoints, fingerprint(model_cfg, cfg, info),
+                        cfg.keep_checkpoints, env)
+    restored = store.restore(model, optimizer)
+    trainer = _trainer(model, optimizer, shape, cfg, env, info, store, restored)
+    start = trainer.resume(restored) if restored else 0
+    _log_start(gpt, shape, env, model, start)
+    try:
+        final = trainer.run(start) or trainer.evaluate(True)
+    finally:
+        if trainer.metrics is not None:
+            trainer.metrics.close()
+    if not env.is_main:
+        return {}
+    figures = _figures(trainer, shape, info, final, model, env, wall0, restored)
+    _write_output(paths, model, gpt, trainer, figures, model_cfg, cfg, env)
+    return figures
+
+
+def _trainer(model, optimizer, shape: RunShape, cfg: PretrainConfig, env: dd.DistEnv,
+             info: data.DataInfo, store: Checkpoints, restored) -> Trainer:
+    fwd, train_model = wrap(model, cfg, env)
+    autocast, precision = _autocast(env, cfg.precision)
+    streams = {s: data.train_stream(info, s, shape, cfg.seed, cfg.shuffle_buffer, env.device)
+               for s in shape.rank_slots(env.rank)}
+    token_bytes = data.token_bytes(info.tokenizer).to(env.device)
+
+    def evaluate(full: bool) -> dict:
+        limit = 0 if full else cfg.eval_tokens
+        batches = data.val_batches(info, cfg.micro_batch, env, limit)
+        return evaluate_lm(fwd, batches, token_bytes, env.device, autocast)
+
+    name = torch.cuda.get_device_name(env.device) if env.device.type == "cuda" else None
+    metrics = MetricsLog(store.run_dir / "metrics.jsonl", restored.step if restored else 0) \
+        if env.is_main else None
+    recipe = Recipe(cfg.lr, cfg.warmup_updates, cfg.grad_clip, cfg.eval_every, cfg.log_every,
+                    cfg.checkpoint_every)
+    progress = Progress(shape.updates, restored.step if restored else 0, shape.batch_tokens,
+                        cfg.log_every, enabled=env.is_main)
+    return Trainer(train_model, optimizer, shape, recipe, env, streams, evaluate, store, metrics,
+                   progress, model.flops_per_token(), peak_flops(name, precision), autocast)
+
+
+def _log_start(gpt: GPTConfig, shape: RunShape, env: dd.DistEnv, model: GPT, start: int) -> None:
+    log.info("model: %d layers, d_model %d, %d heads, context %d, vocabulary %d: %s parameters",
+             gpt.n_layer, gpt.d_model, gpt.n_head, gpt.context, gpt.vocab_size,
+             f"{model.num_params():,}")
+    log.info("run: %d updates of %s tokens (%d x %d sequences, %d per process) = %s tokens on "
+             "%d process(es), %s; %s", shape.updates, f"{shape.batch_tokens:,}", shape.slots,
+             shape.micro_batch, shape.accum * shape.micro_batch, f"{shape.total_tokens:,}",
+             env.world_size, env.device, f"from update {start}" if start else "from scratch")
+
+
+def _figures(trainer: Trainer, shape: RunShape, info: data.DataInfo, final: dict, model: GPT,
+             env: dd.DistEnv, wall0: float, restored) -> dict:
+    clock = trainer.clock
+    baseline = data.unigram_baseline(info)
+    return {
+        "val_loss": final["val_loss"], "val_bpb": final["val_bpb"],
+        "val_tokens": final["val_tokens"], "unigram_val_loss": baseline,
+        "below_unigram": baseline - final["val_loss"],
+        "updates": shape.updates, "tokens": shape.total_tokens,
+        "parameters": model.num_params(), "flops_per_token": model.flops_per_token(),
+        "train_seconds": round(clock.train_seconds, 3),
+        "wall_seconds": round(time.perf_counter() - wall0, 3),
+        "tokens_per_s": shape.total_tokens / clock.train_seconds if clock.train_seconds else None,
+        "mfu": mean_mfu(clock) if trainer.peak_flops else None,
+        "processes": env.world_size, "device": str(env.device.type),
+        "resumed_from": restored.step if restored else None,
+    }
+
+
+def _write_output(paths: Paths, model: GPT, gpt: GPTConfig, trainer: Trainer, figures: dict,
+                  model_cfg: ModelConfig, cfg: PretrainConfig, env: dd.DistEnv) -> None:
+    resolved = {"model": to_dict(model_cfg), "pretrain": to_dict(cfg),
+                "gpt": dataclasses.asdict(gpt), "shards": str(paths.shards),
+                "tokenizer": str(paths.tokenizer), "checkpoints": str(trainer.checkpoints.run_dir),
+                "processes": env.world_size}
+    with atomic_path(paths.output, is_dir=True) as tmp:
+        save_model_dir(model, gpt, paths.tokenizer, tmp / "model")
+        shutil.copyfile(trainer.checkpoints.run_dir / "metrics.jsonl", tmp / "metrics.jsonl")
+        write_json(tmp / "metrics.json", figures)
+        write_json(tmp / "config.json", resolved)
+    log.info("wrote %s: val loss %.4f (unigram baseline %.4f), %.4f bits per byte", paths.output,
+             figures["val_loss"], figures["unigram_val_loss"], figures["val_bpb"])
