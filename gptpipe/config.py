@@ -152,26 +152,30 @@ class ShardConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """`model`: the network's shape (paper §4.1). The vocabulary comes from the tokenizer and the
-    context (position table) from the shards, so neither can disagree with the data."""
+    """`model`: the network's shape (paper §4.1); defaults are the paper's. The vocabulary comes
+    from the tokenizer and the context (position table) from the shards, so neither can disagree
+    with the data: `gptpipe.model.GPTConfig` is this plus those two."""
 
     n_layer: int = 12
     n_head: int = 12  # d_model / n_head = 64 dimensions per head
     d_model: int = 768
-    d_ff: int = 3072  # inner size of the position-wise MLP
-    embd_dropout: float = 0.1
-    attn_dropout: float = 0.1
-    resid_dropout: float = 0.1
+    d_ff: int = 3072  # inner size of the position-wise MLP (4 x d_model)
+    embd_dropout: float = 0.1  # on the embedding sum (the original drops out the matrix itself)
+    attn_dropout: float = 0.1  # on the attention probabilities
+    resid_dropout: float = 0.1  # on each sub-layer's output, before the residual sum
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        if min(self.n_layer, self.n_head, self.d_model, self.d_ff) < 1:
-            raise ValueError("n_layer, n_head, d_model and d_ff must be >= 1")
+        for name in ("n_layer", "n_head", "d_model", "d_ff"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.n_head:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
         for name in ("embd_dropout", "attn_dropout", "resid_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1)")
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.layer_norm_eps <= 0:
+            raise ValueError("layer_norm_eps must be > 0")
 
 
 @dataclass(frozen=True)

@@ -20,66 +20,40 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import SCALES, ModelConfig, resolve_section, to_dict
+
 IGNORE_INDEX = -100  # targets with this value (padding, unscored positions) add no loss
 INIT_STD = 0.02  # N(0, 0.02) for every weight matrix and embedding (§4.1)
 N_SPECIAL = 5  # <|start|>, <|delim|>, <|extract|>, <|pad|>, <|endoftext|> (gptpipe/vocab.py)
 
 
 @dataclass(frozen=True)
-class GPTConfig:
-    """Shape of the network. Defaults are the paper's (§4.1); sizes are counts, not bytes."""
+class GPTConfig(ModelConfig):
+    """The network `GPT` builds: the `model` section's shape and checks (`ModelConfig`, §4.1)
+    plus the two sizes the data decides. Defaults are the paper's; sizes are counts, not bytes."""
 
     vocab_size: int = 40_478 + N_SPECIAL  # embedding rows: base BPE vocabulary + special tokens
     context: int = 512  # tokens per sequence (learned position embeddings, so a hard maximum)
-    n_layer: int = 12
-    n_head: int = 12  # 768 / 12 = 64 dimensions per head
-    d_model: int = 768
-    d_ff: int = 3072  # inner size of the position-wise MLP (4 x d_model)
-    embd_dropout: float = 0.1  # on the embedding sum (the original drops out the matrix itself)
-    attn_dropout: float = 0.1  # on the attention probabilities
-    resid_dropout: float = 0.1  # on each sub-layer's output, before the residual sum
-    layer_norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "context", "n_layer", "n_head", "d_model", "d_ff"):
+        super().__post_init__()
+        for name in ("vocab_size", "context"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}")
-        for name in ("embd_dropout", "attn_dropout", "resid_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.layer_norm_eps <= 0:
-            raise ValueError("layer_norm_eps must be > 0")
 
     @classmethod
     def preset(cls, name: str, **overrides: int | float) -> "GPTConfig":
-        """A named shape (`gpt1`, `tiny`, `micro`), with fields such as `vocab_size` replaced.
-
-        The vocabulary comes from the tokenizer in practice: callers pass
-        `vocab_size=special_ids.vocab_size`.
-        """
-        if name not in MODEL_PRESETS:
-            raise ValueError(f"unknown model preset {name!r} (known: {', '.join(MODEL_PRESETS)})")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(overrides) - known)
+        """The network of scale preset `name` (`gpt1`, `tiny`, `micro`: gptpipe/presets.py): its
+        `model` section, its BPE vocabulary plus the special tokens, its shard context; then the
+        fields in `overrides` replaced (callers pass `vocab_size=special_ids.vocab_size`)."""
+        if name not in SCALES:
+            raise ValueError(f"unknown model preset {name!r} (known: {', '.join(SCALES)})")
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown GPTConfig field {unknown[0]!r}")
-        return replace(MODEL_PRESETS[name], **overrides)
-
-
-MODEL_PRESETS: dict[str, GPTConfig] = {
-    # The paper's 117M model with our 40,478-token BPE plus 5 special tokens.
-    "gpt1": GPTConfig(),
-    # For a 2-core CPU (~2.6 M parameters with a 4,096-token BPE; the `tiny` scale in
-    # gptpipe/presets.py). Post-LN at this scale is touchy (PAPER.md, "Seen on this machine"):
-    # its lr and warm-up are chosen by measurement in pre-training, not here.
-    "tiny": GPTConfig(vocab_size=4_096 + N_SPECIAL, context=128, n_layer=4, n_head=4,
-                      d_model=192, d_ff=768),
-    # For tests: builds and runs in milliseconds.
-    "micro": GPTConfig(vocab_size=1_024 + N_SPECIAL, context=64, n_layer=2, n_head=2,
-                       d_model=64, d_ff=256),
-}
+        model, bpe, shard = (resolve_section({"scale": name}, s) for s in ("model", "bpe", "shard"))
+        base = cls(**to_dict(model), vocab_size=bpe.vocab_size + N_SPECIAL, context=shard.context)
+        return replace(base, **overrides)
 
 
 class CausalSelfAttention(nn.Module):

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gptpipe.model import GPT, MODEL_PRESETS, ClassifierHead, GPTConfig, gather_at, padding_mask
+from gptpipe.model import GPT, ClassifierHead, GPTConfig, gather_at, padding_mask
 
 
 def _micro(seed: int = 0, **overrides) -> GPT:
@@ -28,7 +28,7 @@ def test_gpt1_has_the_papers_117m_parameters():
     assert model.num_params(non_embedding=True) == 116_534_784 - (40_478 + 512) * 768
     # 6N over the matmul parameters (all but positions) + 12·L·d·T attention, T = 512
     assert model.flops_per_token() == 6 * (116_534_784 - 512 * 768) + 12 * 12 * 768 * 512
-    assert MODEL_PRESETS["gpt1"].vocab_size == 40_478 + 5
+    assert GPTConfig.preset("gpt1").vocab_size == GPTConfig().vocab_size == 40_478 + 5
 
 
 def test_presets_and_config_checks():
