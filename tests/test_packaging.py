@@ -38,3 +38,20 @@ def test_lock_pins_every_dependency_and_the_cpu_torch_release():
         assert _name(req).replace("_", "-") in pinned, req
     assert pinned["torch"] == "2.13.0"  # no local label: `==2.13.0` also admits 2.13.0+cpu
     assert "torch" not in {_name(r) + "==" for r in project["dependencies"] if "==" in r}
+
+
+# Installed to be run as commands (the workflow tools and the SLURM executor), not imported.
+COMMANDS = {"snakemake", "snakemake-executor-plugin-slurm",
+            "snakemake-executor-plugin-slurm-jobstep", "dvc"}
+IMPORT_NAMES = {"pyyaml": "yaml", "indexed-bzip2": "indexed_bzip2"}
+
+
+def test_every_runtime_dependency_is_imported_by_runtime_code():
+    """A package only tests or benchmarks use belongs in the test extra, not in every install."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    code = "\n".join(p.read_text() for p in (REPO / "gptpipe").rglob("*.py"))
+    imported = set(re.findall(r"^\s*(?:import|from) ([A-Za-z_]\w*)", code, re.M))
+    unused = [r for r in project["dependencies"]
+              if _name(r) not in COMMANDS
+              and IMPORT_NAMES.get(_name(r), _name(r).replace("-", "_")) not in imported]
+    assert not unused, f"runtime dependencies no module of gptpipe imports: {unused}"
