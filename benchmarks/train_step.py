@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from gptpipe.hf import hf_config, to_hf_state_dict
 from gptpipe.model import GPT, GPTConfig
+from gptpipe.optim import adamw
 
 # Dense (no sparsity) peak FLOP/s by device-name fragment and dtype; first match wins.
 PEAK_FLOPS = [
@@ -60,12 +61,7 @@ def build(args: argparse.Namespace) -> tuple[GPT, torch.nn.Module | None]:
 def make_step(model: torch.nn.Module, is_hf: bool, args: argparse.Namespace):
     device = torch.device(args.device)
     model.to(device).train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    rest = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
-                             {"params": rest, "weight_decay": 0.0}],
-                            lr=2.5e-4, fused=device.type == "cuda")
+    opt = adamw(model, lr=2.5e-4, weight_decay=0.01)  # pre-training's groups; fused on CUDA
     fwd = model
     if args.compile:
         fwd = torch.compile(model)

@@ -206,32 +206,6 @@ class GPT(nn.Module):
         n_matmul = self.num_params() - self.wpe.weight.numel()
         return 6 * n_matmul + 12 * self.cfg.n_layer * self.cfg.d_model * T
 
-    def configure_optimizer(
-        self,
-        weight_decay: float,
-        lr: float,
-        betas: tuple[float, float] = (0.9, 0.999),
-        fused: bool | None = None,
-        eps: float = 1e-8,
-    ) -> torch.optim.AdamW:
-        """AdamW (decoupled decay, Loshchilov & Hutter 2019) with decay on every matrix.
-
-        The paper decays "all non bias or gain weights" (§4.1), so the 2-D tensors (linear
-        weights *and* both embeddings, as the original code does) get `weight_decay`, and the
-        1-D ones (biases, LayerNorm gains and biases) get none. `fused=None` uses the fused
-        kernel exactly when the parameters are on CUDA.
-        """
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        groups = [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        if fused is None:
-            fused = all(p.is_cuda for p in params)
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused)
-
 
 def padding_mask(attn_mask: torch.Tensor) -> torch.Tensor:
     """Boolean SDPA mask (B, 1, T, T) from a key padding mask (B, T): causal AND key is real.

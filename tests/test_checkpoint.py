@@ -12,6 +12,7 @@ import torch
 
 from gptpipe.io import file_sha256
 from gptpipe.model import GPT, GPTConfig
+from gptpipe.optim import adamw
 from gptpipe.io import json_digest as digest
 from gptpipe.pretrain.checkpoint import Checkpoints
 from gptpipe.pretrain.distributed import DistEnv
@@ -35,7 +36,7 @@ def _trained(seed: int = 0, steps: int = 2):
     """A micro model and an AdamW that has taken `steps` steps (so it has state)."""
     model = GPT(GPTConfig.preset("micro", vocab_size=50),
                 generator=torch.Generator().manual_seed(seed))
-    opt = model.configure_optimizer(weight_decay=0.01, lr=1e-3)
+    opt = adamw(model, lr=1e-3, weight_decay=0.01)
     gen = torch.Generator().manual_seed(seed + 1)
     for _ in range(steps):
         x = torch.randint(0, 50, (2, 16), generator=gen)

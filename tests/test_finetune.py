@@ -26,15 +26,8 @@ from gptpipe.io import file_sha256
 from gptpipe.config import BpeConfig, load_params, resolve_section
 from gptpipe.finetune.body import build_gpt, open_body
 from gptpipe.errors import GptpipeError
-from gptpipe.finetune.data import CAP_SALT, cap, load_task, recipe
-from gptpipe.finetune.loop import (
-    TrainSettings,
-    collate,
-    length_batches,
-    lr_at,
-    train,
-    warmup_steps,
-)
+from gptpipe.finetune.data import CAP_SALT, Recipe, cap, load_task, recipe
+from gptpipe.finetune.loop import collate, length_batches, train
 from gptpipe.finetune.model import TaskModel, lm_loss, task_loss
 from gptpipe.model import GPT, GPTConfig
 from gptpipe.modeldir import save_model_dir
@@ -96,8 +89,9 @@ def _encoded(cfg, task: str, shared_data: Path, tok, n: int = 8):
 
 
 def _settings(lm_weight: float = 0.5, epochs: int = 1, lr: float = 1e-3, batch: int = 8):
-    return TrainSettings(lr=lr, batch=batch, epochs=epochs, warmup_fraction=0.0,
-                         lm_weight=lm_weight, grad_clip=1.0, weight_decay=0.0)
+    return Recipe(lr=lr, batch=batch, epochs=epochs, warmup_fraction=0.0, lm_weight=lm_weight,
+                  clf_dropout=0.0, grad_clip=1.0, weight_decay=0.0, max_len=64,
+                  max_train_examples=0, max_eval_examples=0, submit=False, pretrained=True)
 
 
 # --------------------------------------------------------------------------- heads and losses
@@ -206,15 +200,6 @@ def test_length_batches_cover_everything_once_and_save_padding():
     assert padded(bucketed) < 0.6 * padded(plain)
     again = length_batches(lengths, 32, torch.Generator().manual_seed(3))
     assert again == bucketed  # seeded: the same order every time
-
-
-def test_schedule_warms_up_then_decays_linearly_to_zero():
-    total, warm = 1000, warmup_steps(0.002, 1000)
-    assert warm == 2
-    lrs = [lr_at(s, 1.0, warm, total) for s in range(total)]
-    assert lrs[:3] == [0.5, 1.0, 1.0]
-    assert lrs[500] == pytest.approx((1000 - 500) / 998)
-    assert lrs[-1] == pytest.approx(1 / 998) and all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
 
 
 # --------------------------------------------------------------------------- data

@@ -1,37 +1,11 @@
-"""Learning-rate schedule (linear warm-up, cosine to 0) and the run's batch layout."""
+"""The run's length and batch layout (the learning-rate schedules: test_optim.py)."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 
 from gptpipe.config import ConfigError, resolve_section
-from gptpipe.pretrain.schedule import lr_at, run_shape
-
-
-def test_warmup_is_linear_from_zero_to_the_peak():
-    peak, warm, total = 2.5e-4, 2000, 10_000
-    assert lr_at(0, peak, warm, total) == pytest.approx(peak / warm)
-    assert lr_at(999, peak, warm, total) == pytest.approx(peak * 1000 / warm)
-    assert lr_at(1999, peak, warm, total) == pytest.approx(peak)
-    rates = [lr_at(s, peak, warm, total) for s in range(warm)]
-    assert all(b > a for a, b in zip(rates, rates[1:]))
-
-
-def test_cosine_anneals_to_zero():
-    peak, warm, total = 1.0, 10, 110
-    assert lr_at(10, peak, warm, total) == pytest.approx(1.0)
-    assert lr_at(60, peak, warm, total) == pytest.approx(0.5)  # half-way: cos(pi/2) = 0
-    assert lr_at(35, peak, warm, total) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
-    assert 0 < lr_at(109, peak, warm, total) < 1e-3
-    assert lr_at(110, peak, warm, total) == pytest.approx(0.0, abs=1e-12)
-    rates = [lr_at(s, peak, warm, total) for s in range(warm, total)]
-    assert all(b < a for a, b in zip(rates, rates[1:]))
-
-
-def test_no_warmup_starts_at_the_peak():
-    assert lr_at(0, 3e-4, 0, 100) == pytest.approx(3e-4)
+from gptpipe.pretrain.schedule import run_shape
 
 
 def test_gpt1_run_shape():

@@ -13,7 +13,6 @@ tasks with GLUE test files, the submission TSV(s); all at once, or nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ from .. import tasks
 from ..atomic import atomic_path, write_json, write_text
 from ..cli import load_config, run_cli, stage_parser
 from ..config import VARIANTS, FinetuneConfig, to_dict
+from ..device import autocast_for, resolve_device
 from ..errors import GptpipeError
 from ..io import file_sha256
 from ..tasks.spec import TaskSpec
@@ -32,7 +32,7 @@ from ..tasks.transforms import encode_examples
 from . import outputs
 from .body import Body, build_gpt, open_body
 from .data import Recipe, TaskData, load_task, recipe
-from .loop import Autocast, TrainSettings, predict, train
+from .loop import predict, train
 from .model import TaskModel
 
 NAME = "finetune"
@@ -46,19 +46,6 @@ class Job:
     seed: int
 
 
-def _device(cfg: FinetuneConfig) -> tuple[torch.device, Autocast]:
-    """The device and an autocast factory: bf16 on CUDA when asked or `auto`, else fp32."""
-    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise GptpipeError("finetune.device is 'cuda' but no CUDA device is visible")
-    device = torch.device("cuda" if cuda else "cpu")
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda
-                                       and torch.cuda.is_bf16_supported())
-    if bf16:
-        return device, (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-    return device, contextlib.nullcontext
-
-
 def _encode(data: TaskData, body: Body, max_len: int) -> tuple[dict, dict]:
     """Encoded examples and truncation figures per split (train, scored, predicted)."""
     splits = {str(data.spec.train_split): data.train, **data.scored, **data.predicted}
@@ -68,11 +55,6 @@ def _encode(data: TaskData, body: Body, max_len: int) -> tuple[dict, dict]:
                                              source=str(body.tokenizer_path))
         stats[split] = st.to_dict()
     return encoded, stats
-
-
-def _settings(rec: Recipe) -> TrainSettings:
-    return TrainSettings(rec.lr, rec.batch, rec.epochs, rec.warmup_fraction, rec.lm_weight,
-                         rec.grad_clip, rec.weight_decay)
 
 
 def _spec(task: str) -> TaskSpec:
@@ -100,13 +82,14 @@ def run(cfg: FinetuneConfig, job: Job, model_dir: Path, data_dir: Path, output: 
     body = open_body(model_dir, rec.max_len)
     data = load_task(cfg, spec.name, rec, data_dir)
     encoded, truncation = _encode(data, body, rec.max_len)
-    device, autocast = _device(cfg)
+    device = resolve_device(cfg.device, section=NAME)
+    autocast, _ = autocast_for(device, cfg.precision)
     torch.manual_seed(job.seed)  # dropout draws from torch's global generator
     model = _task_model(body, spec, rec, job.seed).to(device)
     log.info("%s/%s/seed%d: %d train examples, %d updates of %d, %s", spec.name, job.variant,
              job.seed, len(data.train), -(-len(data.train) // rec.batch) * rec.epochs,
              rec.batch, device)
-    train_log = train(model, encoded[str(spec.train_split)], _settings(rec), pad_id=body.ids.pad,
+    train_log = train(model, encoded[str(spec.train_split)], rec, pad_id=body.ids.pad,
                       generator=torch.Generator().manual_seed(job.seed), device=device,
                       autocast=autocast)
     t1 = time.perf_counter()

@@ -27,7 +27,11 @@ CAP_SALT = "gptpipe-cap"  # hash salt of the capped subsets: the same for every 
 
 @dataclass(frozen=True)
 class Recipe:
-    """The fine-tuning knobs of one (task, variant): the section's, then the task's overrides."""
+    """The fine-tuning knobs of one (task, variant): the section's, then the task's overrides.
+
+    The one resolved copy of these knobs: the caps, the training loop (`loop.train`) and
+    metrics.json's `recipe` read them here, never from the `finetune` section.
+    """
 
     lr: float
     batch: int  # examples per update

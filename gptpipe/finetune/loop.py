@@ -4,8 +4,8 @@ Batches are length-bucketed: examples of similar length share a batch, so little
 into padding (on a 2-core CPU about 2.6x faster than padding random batches to their longest
 example). Training draws a seeded shuffle, sorts each pool of `POOL_BATCHES` batches by length,
 cuts it into batches and shuffles the batches; evaluation sorts everything by length and puts
-the predictions back in the input order. The schedule is the paper's: linear warm-up over
-`warmup_fraction` of the updates, then linear decay to 0 (OpenAI's `warmup_linear`).
+the predictions back in the input order. The optimizer and the schedule (the paper's linear
+warm-up over `warmup_fraction` of the updates, then linear decay to 0) are `gptpipe.optim`'s.
 """
 
 from __future__ import annotations
@@ -14,16 +14,18 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager, Sequence
+from typing import Sequence
 
 import torch
 
+from ..device import Autocast
 from ..errors import GptpipeError
+from ..optim import adamw, linear_lr, set_lr, warmup_updates
 from ..tasks.transforms import Encoded
+from .data import Recipe
 from .model import TaskModel, task_loss
 
 POOL_BATCHES = 50  # batches per length-sorted pool while training (randomness vs. padding)
-Autocast = Callable[[], ContextManager]
 
 
 def length_batches(lengths: Sequence[int], batch: int,
@@ -70,40 +72,6 @@ def collate(encoded: Sequence[Encoded], indices: Sequence[int], pad_id: int,
     return ids.to(device), extract.to(device), None if target is None else target.to(device)
 
 
-def lr_at(step: int, peak: float, warmup: int, total: int) -> float:
-    """Learning rate of the 0-based update `step` of `total`: `peak * (step + 1) / warmup`
-    during warm-up, then linear from `peak` down to `peak / (total - warmup)` at the end."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return peak * (total - step) / max(total - warmup, 1)
-
-
-def warmup_steps(fraction: float, total: int) -> int:
-    return math.ceil(fraction * total) if fraction > 0 else 0
-
-
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW as in pre-training: decay on matrices (and embeddings), none on biases and gains."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8,
-                             fused=all(p.is_cuda for p in params))
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """What the loop reads from the task's `Recipe`."""
-
-    lr: float
-    batch: int
-    epochs: int
-    warmup_fraction: float
-    lm_weight: float
-    grad_clip: float
-    weight_decay: float
-
-
 @dataclass
 class TrainLog:
     """Figures of one training run; losses in nats (task loss: per example; LM: per token)."""
@@ -121,33 +89,35 @@ class TrainLog:
         return {k: v for k, v in self.__dict__.items()}
 
 
-def train(model: TaskModel, encoded: Sequence[Encoded], settings: TrainSettings, *,
+def train(model: TaskModel, encoded: Sequence[Encoded], rec: Recipe, *,
           pad_id: int, generator: torch.Generator, device: torch.device,
           autocast: Autocast = contextlib.nullcontext) -> TrainLog:
-    """Fine-tune `model` in place for `settings.epochs` epochs; returns the losses seen."""
+    """Fine-tune `model` in place for `rec.epochs` epochs; returns the losses seen.
+
+    Reads the recipe's lr, batch, epochs, warmup_fraction, lm_weight, grad_clip, weight_decay.
+    """
     lengths = example_lengths(encoded)
-    per_epoch = math.ceil(len(encoded) / settings.batch)
-    total = per_epoch * settings.epochs
-    log = TrainLog(warmup_steps=warmup_steps(settings.warmup_fraction, total))
-    optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
-    with_lm = settings.lm_weight > 0
+    per_epoch = math.ceil(len(encoded) / rec.batch)
+    total = per_epoch * rec.epochs
+    log = TrainLog(warmup_steps=warmup_updates(rec.warmup_fraction, total))
+    optimizer = adamw(model, lr=rec.lr, weight_decay=rec.weight_decay)
+    with_lm = rec.lm_weight > 0
     model.train()
     t0 = time.perf_counter()
-    for _ in range(settings.epochs):
+    for _ in range(rec.epochs):
         sums = [0.0, 0.0, 0.0]  # total, task, lm
-        batches = length_batches(lengths, settings.batch, generator)
+        batches = length_batches(lengths, rec.batch, generator)
         for indices in batches:
             ids, extract, labels = collate(encoded, indices, pad_id, device)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(log.steps, settings.lr, log.warmup_steps, total)
+            set_lr(optimizer, linear_lr(log.steps, rec.lr, log.warmup_steps, total))
             with autocast():
                 scores, lm = model(ids, extract, with_lm=with_lm)
             task = task_loss(model.kind, scores, labels)
-            loss = task + settings.lm_weight * lm if lm is not None else task
+            loss = task + rec.lm_weight * lm if lm is not None else task
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if settings.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            if rec.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), rec.grad_clip)
             optimizer.step()
             value = loss.item()
             if not math.isfinite(value):

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..device import resolve_device
 from ..errors import GptpipeError
 
 NPROC_ENV = "GPTPIPE_NPROC"  # processes per node; default: one per visible GPU (CPU: one)
@@ -40,26 +41,6 @@ class DistEnv:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
-    """`auto`: this process's GPU when CUDA is present, else the CPU; `cuda` without a GPU fails."""
-    if pref == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        if local_rank >= torch.cuda.device_count():
-            raise GptpipeError(
-                f"process {local_rank} of this node has no GPU of its own: "
-                f"{torch.cuda.device_count()} visible; start at most one process per GPU"
-            )
-        return torch.device("cuda", local_rank)
-    if pref == "cuda":
-        raise GptpipeError(
-            "pretrain.device is 'cuda' but no CUDA device is visible to this process "
-            f"(torch {torch.__version__}, CUDA_VISIBLE_DEVICES="
-            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); use device: auto or cpu"
-        )
-    return torch.device("cpu")
 
 
 def wanted_processes(pref: str) -> int:

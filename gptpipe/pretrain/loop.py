@@ -1,8 +1,9 @@
 """The pre-training loop: updates with gradient accumulation, clipping, validation, checkpoints.
 
-It knows nothing of files or configs beyond what `Trainer` is given: the model (plain, or
-wrapped by DDP / torch.compile), its optimizer, one batch stream per data slot this process owns,
-an `evaluate` callable, the checkpoint store and the metric sinks.
+It knows nothing of files beyond what `Trainer` is given: the model (plain, or wrapped by DDP /
+torch.compile), its optimizer, the `pretrain` config (of which it reads the learning rate, the
+warm-up, the clipping and how often to validate, log and checkpoint), one batch stream per data
+slot this process owns, an `evaluate` callable, the checkpoint store and the metric sinks.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from typing import Callable, Iterable, Protocol
 import torch
 import torch.nn.functional as F
 
+from ..config import PretrainConfig
+from ..device import Autocast
 from ..errors import GptpipeError
+from ..optim import cosine_lr, set_lr
 from . import distributed as dd
 from .checkpoint import Checkpoints, Restored
 from .metrics import MetricsLog, Progress, mfu
-from .schedule import RunShape, lr_at
+from .schedule import RunShape
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +38,6 @@ class BatchStream(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """The knobs the loop itself reads (from `PretrainConfig`)."""
-
-    lr: float
-    warmup_updates: int
-    grad_clip: float
-    eval_every: int
-    log_every: int
-    checkpoint_every: int
 
 
 @dataclass
@@ -77,7 +69,7 @@ class Trainer:
     model: torch.nn.Module  # what the forward pass runs (maybe DDP- and compile-wrapped)
     optimizer: torch.optim.Optimizer
     shape: RunShape
-    recipe: Recipe
+    cfg: PretrainConfig
     env: dd.DistEnv
     streams: dict[int, BatchStream]  # this process's slots, in slot order
     evaluate: Callable[[bool], dict]  # full split? -> {"val_loss", "val_bpb", ...} on every rank
@@ -86,7 +78,7 @@ class Trainer:
     progress: Progress
     flops_per_token: int
     peak_flops: float | None  # per device; None: no MFU
-    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    autocast: Autocast = contextlib.nullcontext
     clock: Clock = field(default_factory=Clock)
     last_checkpoint: str | None = None
 
@@ -136,11 +128,11 @@ class Trainer:
             last = done == self.shape.updates
             record = {"step": done, "tokens": done * self.shape.batch_tokens, "lr": lr,
                       "loss": loss, "grad_norm": grad_norm}
-            save = done % self.recipe.checkpoint_every == 0 or last
-            if done % self.recipe.eval_every == 0 or last:
+            save = done % self.cfg.checkpoint_every == 0 or last
+            if done % self.cfg.eval_every == 0 or last:
                 final = self._validate(record, full=last)
             # A window never spans a checkpoint, so a resumed run logs the same lines.
-            if done % self.recipe.log_every == 0 or save or "val_loss" in record:
+            if done % self.cfg.log_every == 0 or save or "val_loss" in record:
                 self._log(record, window)
                 window = Window()
             self.progress.update(done, record["loss"], lr, record.get("tokens_per_s"))
@@ -151,9 +143,8 @@ class Trainer:
 
     def _update(self, step: int) -> tuple[float, float, float]:
         """One optimizer update over this process's slots; (mean loss, grad norm, lr)."""
-        lr = lr_at(step, self.recipe.lr, self.recipe.warmup_updates, self.shape.updates)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        lr = cosine_lr(step, self.cfg.lr, self.cfg.warmup_updates, self.shape.updates)
+        set_lr(self.optimizer, lr)
         loss_sum = torch.zeros((), device=self.env.device)
         slots = list(self.streams.values())
         for i, stream in enumerate(slots):
@@ -166,7 +157,7 @@ class Trainer:
                 _, loss = self.model(x, y)
             (loss / len(slots)).backward()
             loss_sum += loss.detach().float()
-        clip = self.recipe.grad_clip if self.recipe.grad_clip > 0 else math.inf
+        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         mean_loss = dd.all_reduce_sum(loss_sum).item() / self.shape.slots
         norm = float(grad_norm)
@@ -211,7 +202,7 @@ def mean_mfu(clock: Clock) -> float | None:
 @torch.no_grad()
 def evaluate_lm(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                 token_bytes: torch.Tensor, device: torch.device,
-                autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                autocast: Autocast = contextlib.nullcontext,
                 ) -> dict:
     """Validation loss (nats per token) and bits per UTF-8 byte over this process's `batches`,
     summed over all processes.

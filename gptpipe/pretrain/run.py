@@ -3,7 +3,6 @@ checkpoints, validation, and the output folder (`run`)."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import shutil
@@ -18,12 +17,14 @@ from ..config import (
     PretrainConfig,
     to_dict,
 )
+from ..device import autocast_for
 from ..model import GPT, GPTConfig
 from ..modeldir import save_model_dir
+from ..optim import adamw
 from . import data
 from . import distributed as dd
 from .checkpoint import Checkpoints, check_dir
-from .loop import Recipe, Trainer, evaluate_lm, mean_mfu
+from .loop import Trainer, evaluate_lm, mean_mfu
 from .metrics import MetricsLog, Progress, peak_flops
 from .schedule import RunShape, run_shape
 
@@ -48,19 +49,11 @@ def fingerprint(model_cfg: ModelConfig, cfg: PretrainConfig, info: data.DataInfo
     return {"model": to_dict(model_cfg), "pretrain": pre, "data": data.data_fingerprint(info)}
 
 
-def _autocast(env: dd.DistEnv, precision: str):
-    bf16 = precision == "bf16" or (
-        precision == "auto" and env.device.type == "cuda" and torch.cuda.is_bf16_supported())
-    if not bf16:
-        return contextlib.nullcontext, "fp32"
-    return (lambda: torch.autocast(env.device.type, dtype=torch.bfloat16)), "bf16"
-
-
 def build_model(gpt: GPTConfig, cfg: PretrainConfig, env: dd.DistEnv):
     """The model on its device and its AdamW (decay on matrices only, fused on CUDA)."""
     model = GPT(gpt, generator=torch.Generator().manual_seed(cfg.seed)).to(env.device)
-    optimizer = model.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2),
-                                          eps=cfg.eps)
+    optimizer = adamw(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                      betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
     return model, optimizer
 
 
@@ -119,7 +112,7 @@ def _run(model_cfg: ModelConfig, cfg: PretrainConfig, paths: Paths, env: dd.Dist
 def _trainer(model, optimizer, shape: RunShape, cfg: PretrainConfig, env: dd.DistEnv,
              info: data.DataInfo, store: Checkpoints, restored) -> Trainer:
     fwd, train_model = wrap(model, cfg, env)
-    autocast, precision = _autocast(env, cfg.precision)
+    autocast, precision = autocast_for(env.device, cfg.precision)
     streams = {s: data.train_stream(info, s, shape, cfg.seed, cfg.shuffle_buffer, env.device)
                for s in shape.rank_slots(env.rank)}
     token_bytes = data.token_bytes(info.tokenizer).to(env.device)
@@ -132,11 +125,9 @@ def _trainer(model, optimizer, shape: RunShape, cfg: PretrainConfig, env: dd.Dis
     name = torch.cuda.get_device_name(env.device) if env.device.type == "cuda" else None
     metrics = MetricsLog(store.run_dir / "metrics.jsonl", restored.step if restored else 0) \
         if env.is_main else None
-    recipe = Recipe(cfg.lr, cfg.warmup_updates, cfg.grad_clip, cfg.eval_every, cfg.log_every,
-                    cfg.checkpoint_every)
     progress = Progress(shape.updates, restored.step if restored else 0, shape.batch_tokens,
                         cfg.log_every, enabled=env.is_main)
-    return Trainer(train_model, optimizer, shape, recipe, env, streams, evaluate, store, metrics,
+    return Trainer(train_model, optimizer, shape, cfg, env, streams, evaluate, store, metrics,
                    progress, model.flops_per_token(), peak_flops(name, precision), autocast)
 
 

@@ -1,29 +1,14 @@
-"""The learning-rate schedule and the run's shape, in updates (optimizer steps) and tokens.
+"""The run's shape, in updates (optimizer steps), sequences and tokens.
 
-GPT-1 (§4.1): "the learning rate was increased linearly from zero over the first 2000 updates
-and annealed to 0 using a cosine schedule", peak 2.5e-4, 64 x 512-token minibatches.
+GPT-1 (§4.1) trains on minibatches of 64 x 512-token sequences; the learning-rate schedule
+(warm-up then cosine) is `gptpipe.optim.cosine_lr`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-
-
-def lr_at(update: int, peak: float, warmup: int, total: int) -> float:
-    """Learning rate for the 0-based `update` of `total`.
-
-    Warm-up: `peak * (update + 1) / warmup`, so the first update already moves (a zero rate
-    would waste it) and update `warmup - 1` reaches the peak. Then half a cosine from the peak
-    down to 0 at update `total` (the last update, `total - 1`, gets a small positive rate).
-    """
-    if update < warmup:
-        return peak * (update + 1) / warmup
-    span = max(total - warmup, 1)
-    progress = min((update - warmup) / span, 1.0)
-    return 0.5 * peak * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass(frozen=True)
