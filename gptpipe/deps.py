@@ -88,7 +88,8 @@ def stage_modules(stage: str) -> list[str]:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     folder = PACKAGE / stage
-    return sorted((module_name(p) for p in folder.glob("*.py")), key=lambda m: (m != f"gptpipe.{stage}", m))
+    names = (module_name(p) for p in folder.glob("*.py"))
+    return sorted(names, key=lambda m: (m != f"gptpipe.{stage}", m))
 
 
 def closure(stage: str) -> list[str]:

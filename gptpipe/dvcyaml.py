@@ -143,7 +143,7 @@ def render(params: Mapping[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gptpipe dvc-yaml", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", metavar="FILE",
-                        help="params file whose scale and jobs dvc.yaml runs (default: params.yaml)")
+                        help="params file whose jobs dvc.yaml runs (default: params.yaml)")
     parser.add_argument("--output", type=Path, default=Path("dvc.yaml"), metavar="FILE",
                         help="where to write (default: dvc.yaml)")
     parser.add_argument("--check", action="store_true",

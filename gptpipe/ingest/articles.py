@@ -3,8 +3,8 @@ parts they go to.
 
 `PartWriter` converts each batch to Arrow as it arrives and compresses a row group as soon as
 ~`ROW_GROUP_CHARS` of text are buffered, so the writing overlaps with the worker processes and
-little of it is left for after the last page (`gptpipe.ingest.corpus` reads the parts row group by row
-group; the rows are the same as with one row group per file).
+little of it is left for after the last page (`gptpipe.ingest.corpus` reads the parts row group
+by row group; the rows are the same as with one row group per file).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 bytes each token stands for, and the unigram baseline.
 
 The shard format lives in `gptpipe/shard/reader.py` and the loader (the data order) in
-`loader.py` beside this module, which only adapts them to the trainer (the slot layout of `RunShape`, devices).
+`loader.py` beside this module; this one only adapts them to the trainer (the slot layout of
+`RunShape`, devices).
 """
 
 from __future__ import annotations
