@@ -1,24 +1,22 @@
 """Reruns redo only what a change touches, under Snakemake and under DVC (issue #5, point 3).
 
 Each test starts from a clone of one baseline run of the `micro` DAG (conftest's `micro_smk`,
-`micro_dvc`) and does what a user would: run again, change a knob, delete an output, kill the
-workflow mid-`pretrain`, push and pull through a DVC remote. "Matches" means the computed figures
-are equal (exactly: CPU, fixed thread counts), not timestamps, durations or provenance.
+`micro_dvc`) and does what a user would: run again, change a knob, delete an output, push and
+pull through a DVC remote (a workflow killed mid-stage: tests/test_soak.py). "Matches" means the
+computed figures are equal (exactly: CPU, fixed thread counts), not timestamps, durations or provenance.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from procs import kill_after_checkpoint
 from workflow_projects import (
-    DVC, SNAKEMAKE, clone, dvc_ran, finetune_figures, job_counts, planned, pretrain_figures,
-    run, snakemake,
+    DVC, clone, dvc_ran, finetune_figures, job_counts, planned, pretrain_figures, run,
+    snakemake,
 )
 
 pytestmark = pytest.mark.slow
@@ -85,30 +83,6 @@ def test_a_deleted_output_reruns_it_and_what_depends_on_it(smk, micro_smk, mirro
     shutil.rmtree(smk / "results/shard")
     assert planned(smk, env=mirror_env) == {"shard": 1, "pretrain": 1, "finetune": 3,
                                             "report": 1}
-
-
-def test_a_killed_workflow_resumes_pretrain_and_matches(smk, micro_smk, mirror_env):
-    """SIGKILL the whole process group (Snakemake, torchrun, the trainer) once a checkpoint
-    exists; rerun as Snakemake tells the user to (unlock, then run): pre-training resumes from
-    the checkpoint and every figure equals the uninterrupted baseline's."""
-    shutil.rmtree(smk / "results/pretrain")
-    shutil.rmtree(smk / "results/checkpoints")
-    ck = smk / "results/checkpoints/pretrain"
-    kill_after_checkpoint([*SNAKEMAKE, "--cores", "2", "all"], ck,
-                          {**os.environ, **mirror_env}, last_step=30, cwd=smk, recursive=True)
-    assert not (smk / "results/pretrain").exists()  # no half-written output
-
-    locked = snakemake(smk, "all", env=mirror_env, check=False)
-    assert locked.returncode != 0 and "--unlock" in locked.stderr + locked.stdout
-    snakemake(smk, "all", "--unlock", env=mirror_env)
-    res = snakemake(smk, "all", env=mirror_env)
-    assert job_counts(res.stderr + res.stdout) == {"pretrain": 1, "finetune": 3, "report": 1}
-    log = (smk / "results/logs/pretrain.log").read_text()
-    assert "resuming from" in log, log[-2000:]
-    assert json.loads((smk / "results/pretrain/metrics.json").read_text())["resumed_from"] in (
-        10, 20)
-    assert pretrain_figures(smk) == pretrain_figures(micro_smk)
-    assert finetune_figures(smk) == finetune_figures(micro_smk)
 
 
 def test_scale_reaches_every_stage_from_the_command_line(micro_smk, mirror_env):

@@ -284,7 +284,7 @@ def _rules() -> set[str]:
     return set(re.findall(r"^rule (\w+):", text, re.M))
 
 
-@pytest.mark.parametrize("name", ["local", "slurm"])
+@pytest.mark.parametrize("name", ["default", "slurm"])
 def test_profiles_name_only_rules_that_exist(name):
     """A typo in a profile's per-rule entry would silently give that rule nothing."""
     import yaml
@@ -307,10 +307,21 @@ def test_slurm_profile_asks_for_gpus_where_the_stages_use_them():
     assert profile["groups"] == {"finetune": "finetune"}
 
 
-def test_local_profile_runs_the_dag_on_this_machine():
-    out = subprocess.run(
-        [*SNAKEMAKE, "-n", "-p", "--forceall", "--workflow-profile", "workflow/profiles/local",
-         "results/pretrain"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout
-    assert "torchrun --standalone --nproc_per_node=1 -m gptpipe pretrain" in out
+def test_default_profile_is_read_without_a_flag_and_the_slurm_one_replaces_it():
+    """README's plain `snakemake --cores all` runs under workflow/profiles/default (a crashed
+    job reruns, all cores); `--workflow-profile workflow/profiles/slurm` takes its place."""
+    import yaml
+
+    profile = yaml.safe_load((REPO / "workflow/profiles/default/config.yaml").read_text())
+    assert profile["cores"] == "all" and profile["rerun-incomplete"] is True
+    assert "resources" not in profile  # a gpu cap here would cut --set-resources pretrain:gpu=N
+    assert not (REPO / "workflow/profiles/local").exists()
+    res = subprocess.run([*SNAKEMAKE, "-n", "-p", "--forceall", "results/pretrain"],
+                         cwd=REPO, capture_output=True, text=True, check=True)
+    assert "workflow specific profile workflow/profiles/default" in res.stderr, res.stderr[-2000:]
+    assert "torchrun --standalone --nproc_per_node=1 -m gptpipe pretrain" in res.stdout
+    res = subprocess.run([*SNAKEMAKE, "-n", "--workflow-profile", "workflow/profiles/slurm",
+                          "results/bpe"], cwd=REPO, capture_output=True, text=True, check=True)
+    out = res.stdout + res.stderr
+    assert "workflow specific profile workflow/profiles/slurm" in out, out[-2000:]
+    assert "profiles/default" not in out
