@@ -26,13 +26,14 @@ from gptpipe.io import file_sha256
 from gptpipe.config import BpeConfig, load_params, resolve_section
 from gptpipe.finetune.body import build_gpt, open_body
 from gptpipe.errors import GptpipeError
-from gptpipe.finetune.data import CAP_SALT, Recipe, cap, load_task, recipe
+from gptpipe.finetune.data import CAP_SALT, Recipe, cap, cap_key, load_task, recipe
 from gptpipe.finetune.loop import collate, length_batches, train
 from gptpipe.finetune.model import TaskModel, lm_loss, task_loss
 from gptpipe.model import GPT, GPTConfig
 from gptpipe.modeldir import save_model_dir
 from gptpipe.finetune import cli as stage
-from gptpipe.tasks.loaders import load_split
+from gptpipe.tasks import records
+from gptpipe.tasks.loaders import holdout, load_split
 from gptpipe.tasks.transforms import encode_examples
 
 REPO = Path(__file__).resolve().parents[1]
@@ -224,6 +225,30 @@ def test_holdout_stands_in_for_a_missing_split(micro_cfg, shared_data):
     assert data.counts["train"]["available"] + data.counts["dev"]["available"] == 5_463
     assert not {e.id for e in data.train} & {e.id for e in data.scored["dev"]}
     assert any("train = 2732 examples (50%) of dev" in n for n in data.notes), data.notes
+
+
+def test_capped_reads_stream_and_match_the_in_memory_rule(micro_cfg, shared_data, monkeypatch):
+    """A cap and a holdout are applied while the file is read: the result is the in-memory
+    rule's (holdout, then cap), and no more than twice the cap is ever held."""
+    peak = [0]
+    add = records.Collector.add
+
+    def counting_add(self, example, line):
+        add(self, example, line)
+        peak[0] = max(peak[0], len(self.examples))
+
+    monkeypatch.setattr(records.Collector, "add", counting_add)
+    spec = micro_cfg  # QQP: 23,497 train rows; holdout train -> dev (10%), caps 32 / 32
+    data = load_task(spec, "QQP", recipe(spec, "QQP", "full"), shared_data)
+    assert 0 < peak[0] < 2 * 32 and data.counts["train"]["used"] == 32
+    monkeypatch.setattr(records.Collector, "add", add)
+    full, report = load_split(data.spec, shared_data, "train")
+    rest, held = holdout(full, 0.1)
+    assert data.train == cap(rest, 32) and data.scored["dev"] == cap(held, 32)
+    assert data.counts["train"]["available"] == len(rest) and len(rest) + len(held) == report.kept
+    streamed, streamed_report = load_split(data.spec, shared_data, "train", limit=100,
+                                           rank=cap_key)
+    assert streamed == cap(full, 100) and streamed_report == report
 
 
 def test_story_cloze_holds_out_374_val_stories_as_the_original_code(shared_data):

@@ -14,8 +14,7 @@ from gptpipe.errors import GptpipeError
 from gptpipe.tasks.loaders import holdout, load_split
 from gptpipe.tasks.spec import Example, TaskSpec
 
-QQP_SUBSET = "train_subset_23497rows.noheader.tsv"
-SNLI_SUBSETS = {"dev": "snli_1.0_dev.head_subset.jsonl", "test": "snli_1.0_test.head_subset.jsonl"}
+QQP_SUBSET = "train_subset.tsv"  # a name for a copy laid out differently (not a real file)
 MRPC_GLUE = {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"}
 
 
@@ -130,22 +129,23 @@ def test_mrpc_from_msrp_equals_glues_files(shared_data):
     assert len(test) == 1_725 and test[0].id == "0" and test[0].label is None
 
 
-def test_qqp_subset_has_one_malformed_row(shared_data):
-    spec = tasks.get("QQP").with_files(train=QQP_SUBSET)
+def test_qqp_sample_has_one_malformed_row(shared_data):
+    """The sample's QQP train.tsv: GLUE's header, then 23,497 real rows, the first malformed."""
+    spec = tasks.get("QQP")
     examples, report = load_split(spec, shared_data, "train")
     assert (report.rows, report.kept) == (23_497, 23_496)
     (bad,) = report.malformed
-    assert bad.line == 1 and bad.file.endswith(QQP_SUBSET) and "5 tab-separated fields" in bad.why
+    assert bad.line == 2 and bad.file.endswith("QQP/train.tsv") and "5 tab-separated" in bad.why
     assert dict(Counter(ex.label for ex in examples)) == {0: 14_749, 1: 8_747}
     assert examples[0].id == "360472"
     # The same file fails when no malformed row is tolerated.
-    with pytest.raises(GptpipeError, match=r"noheader\.tsv:1: 1 of 23497 records malformed") as e:
+    with pytest.raises(GptpipeError, match=r"train\.tsv:2: 1 of 23497 records malformed") as e:
         load_split(spec, shared_data, "train", max_malformed_fraction=0.0)
     _one_line_error(e)
 
 
-def test_snli_subsets_drop_gold_less_rows(shared_data):
-    spec = tasks.get("SNLI").with_files(**SNLI_SUBSETS)
+def test_snli_samples_drop_gold_less_rows(shared_data):
+    spec = tasks.get("SNLI")  # the sample's dev/test: the official files' first lines
     dev, report = load_split(spec, shared_data, "dev")
     assert (report.rows, report.kept, dict(report.dropped)) == (1_289, 1_273, {"no_gold_label": 16})
     assert dev[0].id == "4705552913.jpg#2r1n" and dev[0].label == 1  # neutral

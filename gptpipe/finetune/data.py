@@ -18,8 +18,7 @@ from typing import Sequence
 from .. import tasks
 from ..config import FinetuneConfig, Holdout, TaskOverride
 from ..errors import GptpipeError
-from ..tasks.loaders import holdout as split_off
-from ..tasks.loaders import load_split
+from ..tasks.loaders import held_ids, load_split, split_ids
 from ..tasks.spec import Example, TaskSpec
 
 CAP_SALT = "gptpipe-cap"  # hash salt of the capped subsets: the same for every seed and variant
@@ -72,19 +71,22 @@ class TaskData:
     notes: list[str] = field(default_factory=list)  # departures from the official splits
 
 
+def cap_key(ex_id: str, salt: str = CAP_SALT) -> bytes:
+    """The rank of an example under `cap`: sha256(salt, id)."""
+    return hashlib.sha256(f"{salt}\0{ex_id}".encode("utf-8")).digest()
+
+
 def cap(examples: Sequence[Example], n: int, *, salt: str = CAP_SALT) -> list[Example]:
     """At most `n` examples (0 = all): those with the smallest sha256(salt, id), in file order.
 
     A hash rather than the file's head, because files are often sorted (CoLA by source, RTE
     by origin), and rather than a seeded draw, so every seed and variant sees the same subset.
+    `load_task` applies the same rule while it reads (`load_split(limit=, rank=cap_key)`), so a
+    capped split never sits in memory whole.
     """
     if n <= 0 or len(examples) <= n:
         return list(examples)
-
-    def key(ex: Example) -> bytes:
-        return hashlib.sha256(f"{salt}\0{ex.id}".encode("utf-8")).digest()
-
-    keep = {ex.id for ex in sorted(examples, key=key)[:n]}
+    keep = {ex.id for ex in sorted(examples, key=lambda ex: cap_key(ex.id, salt))[:n]}
     return [ex for ex in examples if ex.id in keep]
 
 
@@ -139,41 +141,62 @@ def files_read(cfg: FinetuneConfig, task: str, variant: str = "full") -> list[st
 
 
 def load_task(cfg: FinetuneConfig, task: str, rec: Recipe, data_root: Path) -> TaskData:
-    """Read every split the run needs from `data_root` (laid out like the mirror / `data/`)."""
+    """Read every split the run needs from `data_root` (laid out like the mirror / `data/`).
+
+    Files are streamed and capped as they are read: a split holds at most its cap in memory
+    (a holdout first reads its source's ids alone, to choose the held-out ones).
+    """
     spec = _task_spec(cfg, task)
     hold = cfg.holdout.get(spec.name)
     if hold:
         _check_holdout(spec, hold)
     steps = plan(spec, rec, hold)
-    loaded: dict[str, list[Example]] = {}
     out = TaskData(spec, [], {}, {})
+
+    def limit(split: str) -> int:
+        if split not in steps.used:
+            return -1  # read only as a holdout's source: not kept
+        return rec.max_train_examples if split == steps.train else rec.max_eval_examples
+
+    hold_note = ""
+    loaded: dict[str, tuple[list[Example], int]] = {}  # split -> (capped examples, available)
     for split in steps.read:
-        examples, report = load_split(spec, data_root, split,
-                                      max_malformed_fraction=cfg.max_malformed_fraction)
-        loaded[split] = examples
+        bad = cfg.max_malformed_fraction
+        if hold and split == hold.from_split:
+            ids, report = split_ids(spec, data_root, split, max_malformed_fraction=bad)
+            held = held_ids(ids, hold.fraction)
+            for name, inside in ((hold.to_split, True), (split, False)):
+                if limit(name) < 0:
+                    continue
+                examples, _ = load_split(spec, data_root, split, limit=limit(name),
+                                         keep=lambda ex, inside=inside: (ex.id in held) == inside,
+                                         rank=cap_key, max_malformed_fraction=bad)
+                loaded[name] = examples, len(held) if inside else len(ids) - len(held)
+            hold_note = (
+                f"{hold.to_split} = {len(held)} examples ({hold.fraction:.0%}) of {split}, "
+                f"chosen by a hash of their ids; {split} keeps the other {len(ids) - len(held)}")
+        else:
+            examples, report = load_split(spec, data_root, split, limit=max(limit(split), 0),
+                                          rank=cap_key, max_malformed_fraction=bad)
+            loaded[split] = examples, report.kept
         out.reports.append({"split": split, **report.to_dict()})
     for split, file in cfg.files.get(spec.name, {}).items():
         out.notes.append(f"{split} read from {spec.path(data_root, split)} ({file})")
     if hold:
-        rest, held = split_off(loaded[hold.from_split], hold.fraction)
-        loaded[hold.from_split], loaded[hold.to_split] = rest, held
-        out.notes.append(
-            f"{hold.to_split} = {len(held)} examples ({hold.fraction:.0%}) of {hold.from_split}, "
-            f"chosen by a hash of their ids; {hold.from_split} keeps the other {len(rest)}")
+        out.notes.append(hold_note)
     for split in steps.used:
-        limit = rec.max_train_examples if split == steps.train else rec.max_eval_examples
-        used = cap(loaded[split], limit)
+        used, available = loaded[split]
         if not used:
             origin = hold.from_split if hold and split == hold.to_split else split
             raise GptpipeError(f"{spec.path(data_root, origin)}: task {spec.name} split "
                                f"{split!r} has no examples left")
-        if split in steps.predicted and len(used) < len(loaded[split]):
+        if split in steps.predicted and len(used) < available:
             # A GLUE submission must hold every row: a capped one would only be rejected.
             out.notes.append(
-                f"no submission for {split}: capped at {len(used)} of {len(loaded[split])} "
+                f"no submission for {split}: capped at {len(used)} of {available} "
                 "examples (finetune.max_eval_examples: 0 predicts them all)")
             continue
-        out.counts[split] = {"available": len(loaded[split]), "used": len(used)}
+        out.counts[split] = {"available": available, "used": len(used)}
         if split == steps.train:
             out.train = used
         elif split in steps.scored:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -33,6 +34,7 @@ from .records import Collector, LoadReport, Malformed, parse_label, raw_lines
 from .spec import Example, TaskSpec
 
 RACE_LEVELS = ("middle", "high")
+HOLDOUT_SALT = "gptpipe-holdout"
 
 
 # --------------------------------------------------------------------------- TSV
@@ -81,9 +83,8 @@ def _columns(first: list[str], layout: TsvLayout, path: Path, labelled: bool
     return columns, has_header
 
 
-def _read_tsv(path: Path, spec: TaskSpec, labelled: bool) -> Collector:
+def _read_tsv(path: Path, spec: TaskSpec, labelled: bool, out: Collector) -> Collector:
     layout = TSV_LAYOUTS[spec.loader]
-    out = Collector(path)
     lines = raw_lines(path)
     first = next(lines, None)
     if first is None:
@@ -138,8 +139,7 @@ def _chain_first(first: tuple[int, bytes], rest: Iterator[tuple[int, bytes]]
 SNLI_NO_GOLD = "no_gold_label"  # dropped-rule name for SNLI's `-` gold labels
 
 
-def _read_snli(path: Path, spec: TaskSpec, labelled: bool) -> Collector:
-    out = Collector(path)
+def _read_snli(path: Path, spec: TaskSpec, labelled: bool, out: Collector) -> Collector:
     for n, raw in raw_lines(path):
         out.rows += 1
         try:
@@ -173,14 +173,13 @@ def _file_order(path: Path) -> tuple[int, int | str]:
     return (0, int(path.stem)) if path.stem.isdigit() else (1, path.name)
 
 
-def _read_race(path: Path, spec: TaskSpec, labelled: bool) -> Collector:
+def _read_race(path: Path, spec: TaskSpec, labelled: bool, out: Collector) -> Collector:
     if not path.is_dir():
         raise GptpipeError(f"{path}: not a folder (RACE splits are folders of levels "
                            f"{', '.join(RACE_LEVELS)})")
     levels = [lv for lv in RACE_LEVELS if (path / lv).is_dir()]
     if not levels:
         raise GptpipeError(f"{path}: none of the level folders {', '.join(RACE_LEVELS)} found")
-    out = Collector(path)
     for level in levels:
         for file in sorted((path / level).glob("*.txt"), key=_file_order):
             _race_file(file, level, spec, labelled, out)
@@ -225,8 +224,7 @@ STORY_COLUMNS = ("InputStoryid", "InputSentence1", "InputSentence2", "InputSente
 STORY_LABEL = "AnswerRightEnding"
 
 
-def _read_story_cloze(path: Path, spec: TaskSpec, labelled: bool) -> Collector:
-    out = Collector(path)
+def _read_story_cloze(path: Path, spec: TaskSpec, labelled: bool, out: Collector) -> Collector:
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f)
@@ -268,7 +266,7 @@ def _story_row(row: list[str], line: int, col: dict[str, int], width: int, spec:
 # --------------------------------------------------------------------------- entry points
 
 
-Reader = Callable[[Path, TaskSpec, bool], Collector]
+Reader = Callable[[Path, TaskSpec, bool, Collector], Collector]
 LOADERS: dict[str, Reader] = {
     **{name: _read_tsv for name in TSV_LAYOUTS},
     "snli": _read_snli,
@@ -291,14 +289,20 @@ def _mrpc_dev_ids(path: Path) -> set[str]:
     return ids
 
 
-def _mrpc_split(out: Collector, dev_ids: set[str], split: str) -> None:
-    """Keep the rows of `split` as GLUE defines it. Applied to the raw MSRP train file it
-    yields GLUE's train/dev; applied to GLUE's own train.tsv/dev.tsv it changes nothing."""
+def _mrpc_keep(dev_ids: set[str], split: str, out_of: Counter) -> Callable[[Example], bool]:
+    """Keep the rows of `split` as GLUE defines it (the others are counted in `out_of`).
+    Applied to the raw MSRP train file it yields GLUE's train/dev; applied to GLUE's own
+    train.tsv/dev.tsv it changes nothing."""
     want_dev = split == "dev"
-    keep = [(ex, n) for ex, n in zip(out.examples, out.lines) if (ex.id in dev_ids) == want_dev]
-    out.dropped[MRPC_OTHER_SPLIT] += len(out.examples) - len(keep)
-    out.examples = [ex for ex, _ in keep]
-    out.lines = [n for _, n in keep]
+    out_of[MRPC_OTHER_SPLIT] += 0  # reported even when nothing is dropped
+
+    def keep(ex: Example) -> bool:
+        if (ex.id in dev_ids) == want_dev:
+            return True
+        out_of[MRPC_OTHER_SPLIT] += 1
+        return False
+
+    return keep
 
 
 def _check(out: Collector, max_malformed_fraction: float) -> None:
@@ -308,39 +312,90 @@ def _check(out: Collector, max_malformed_fraction: float) -> None:
             f"{first.file}:{first.line}: {len(out.malformed)} of {out.rows} records malformed "
             f"(more than {max_malformed_fraction:.4%}); first: {first.why}"
         )
-    if not out.examples:
+    if not out.kept:
         raise GptpipeError(f"{out.file}: no examples in this split ({out.rows} records read)")
-    seen: dict[str, int] = {}
-    for ex, line in zip(out.examples, out.lines):
-        if ex.id in seen:
-            raise GptpipeError(f"{out.file}:{line}: duplicate id {ex.id!r} (first at line "
-                               f"{seen[ex.id]})")
-        seen[ex.id] = line
 
 
 def load_split(spec: TaskSpec, data_root: str | Path, split: str, *,
-               max_malformed_fraction: float = 0.001) -> tuple[list[Example], LoadReport]:
+               max_malformed_fraction: float = 0.001,
+               keep: Callable[[Example], bool] | None = None, limit: int = 0,
+               rank: Callable[[str], bytes] | None = None,
+               ) -> tuple[list[Example], LoadReport]:
     """Read `split` of `spec` from `data_root/<data_dir>/<files[split]>`.
 
     Labels are read for every split except `spec.unlabelled_splits` (hidden-label test sets,
     whose examples get `label=None` even where the file has a label column, as MRPC's raw test
     file does). `max_malformed_fraction`: malformed records / records read above which the load
     fails (0.001 tolerates the QQP subset's one bad row in 23,497).
+
+    The file is streamed: `keep` selects examples as they are read (those it refuses are
+    neither counted nor held: a held-out id set, say), and `limit` > 0 keeps only the `limit`
+    with the smallest `rank(id)`, in file order, so a cap never holds the whole file in memory.
+    The report's `kept` counts the examples before the limit (after `keep`).
     """
+    if limit > 0 and rank is None:
+        raise ValueError("load_split: a limit needs a rank")
     path = spec.path(data_root, split)
-    if not path.exists():
-        raise GptpipeError(f"{path}: task {spec.name} split {split!r} not found")
-    labelled = split not in spec.unlabelled_splits
-    out = LOADERS[spec.loader](path, spec, labelled)
-    if spec.loader == "mrpc" and split in ("train", "dev"):
-        _mrpc_split(out, _mrpc_dev_ids(spec.aux_path(data_root, "dev_ids")), split)
-    _check(out, max_malformed_fraction)
-    report = LoadReport(str(path), out.rows, len(out.examples), tuple(out.malformed),
-                        dict(out.dropped))
+    out = _read(spec, data_root, split, Collector(path, limit=limit, rank=rank),
+                max_malformed_fraction, keep)
+    report = LoadReport(str(path), out.rows, out.kept, tuple(out.malformed), dict(out.dropped))
     return out.examples, report
 
 
-def holdout(examples: Sequence[Example], fraction: float, *, salt: str = "gptpipe-holdout"
+def split_ids(spec: TaskSpec, data_root: str | Path, split: str, *,
+              max_malformed_fraction: float = 0.001) -> tuple[list[str], LoadReport]:
+    """The ids of `split`'s examples in file order (and the load report), holding no texts:
+    what a holdout needs to choose its examples before the split is read for them."""
+    path = spec.path(data_root, split)
+    out = _read(spec, data_root, split, Collector(path, ids_only=True), max_malformed_fraction,
+                None)
+    report = LoadReport(str(path), out.rows, out.kept, tuple(out.malformed), dict(out.dropped))
+    return out.ids, report
+
+
+def _read(spec: TaskSpec, data_root: str | Path, split: str, out: Collector,
+          max_malformed_fraction: float, keep: Callable[[Example], bool] | None) -> Collector:
+    path = out.file
+    if not path.exists():
+        raise GptpipeError(f"{path}: task {spec.name} split {split!r} not found")
+    rules = []
+    if spec.loader == "mrpc" and split in ("train", "dev"):
+        dev_ids = _mrpc_dev_ids(spec.aux_path(data_root, "dev_ids"))
+        rules.append(_mrpc_keep(dev_ids, split, out.dropped))
+    if rules or keep is not None:
+        total = [0]
+
+        def passes(ex: Example) -> bool:
+            if not all(rule(ex) for rule in rules):
+                return False
+            total[0] += 1
+            return keep is None or keep(ex)
+
+        out.keep = passes
+    LOADERS[spec.loader](path, spec, split not in spec.unlabelled_splits, out)
+    out.finish()
+    if keep is None:
+        _check(out, max_malformed_fraction)
+    else:
+        kept, out.kept = out.kept, total[0]  # the split's size decides the checks
+        _check(out, max_malformed_fraction)
+        out.kept = kept
+    return out
+
+
+def held_ids(ids: Sequence[str], fraction: float, *, salt: str = HOLDOUT_SALT) -> set[str]:
+    """The `round(fraction * len(ids))` ids with the smallest sha256(salt, id): held out."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    n_held = round(fraction * len(ids))
+
+    def key(ex_id: str) -> bytes:
+        return hashlib.sha256(f"{salt}\0{ex_id}".encode("utf-8")).digest()
+
+    return set(sorted(ids, key=key)[:n_held])
+
+
+def holdout(examples: Sequence[Example], fraction: float, *, salt: str = HOLDOUT_SALT
             ) -> tuple[list[Example], list[Example]]:
     """Split examples deterministically into (rest, held_out), each in the input order.
 
@@ -348,18 +403,10 @@ def holdout(examples: Sequence[Example], fraction: float, *, salt: str = "gptpip
     split depends only on the ids and the salt (not on file order or a RNG): e.g. train on part
     of a dev file where a sample has no train split, or Story Cloze's 1,497 / 374 of val.
     """
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-    n_held = round(fraction * len(examples))
-
-    def key(ex: Example) -> bytes:
-        return hashlib.sha256(f"{salt}\0{ex.id}".encode("utf-8")).digest()
-
-    held_ids = {ex.id for ex in sorted(examples, key=key)[:n_held]}
-    rest = [ex for ex in examples if ex.id not in held_ids]
-    held = [ex for ex in examples if ex.id in held_ids]
-    return rest, held
+    held = held_ids([ex.id for ex in examples], fraction, salt=salt)
+    return ([ex for ex in examples if ex.id not in held],
+            [ex for ex in examples if ex.id in held])
 
 
-__all__ = ["LOADERS", "TSV_LAYOUTS", "LoadReport", "Malformed", "TsvLayout", "holdout",
-           "load_split"]
+__all__ = ["LOADERS", "TSV_LAYOUTS", "LoadReport", "Malformed", "TsvLayout", "held_ids",
+           "holdout", "load_split", "split_ids"]

@@ -10,7 +10,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 from ..errors import GptpipeError
 from .spec import Example, TaskSpec
@@ -49,7 +49,14 @@ class LoadReport:
 
 @dataclass
 class Collector:
-    """Mutable tally while one split is read; frozen into a LoadReport at the end."""
+    """Mutable tally while one split is read; frozen into a LoadReport at the end.
+
+    Memory stays bounded by what is kept, never by the file: `keep` filters examples as they
+    are read (a rule that is not a malformed or dropped record, e.g. a held-out id set);
+    `limit` > 0 keeps only the `limit` examples with the smallest `rank(id)` (pruned as it
+    goes, restored to file order by `finish`); `ids_only` keeps ids, not examples. `kept`
+    counts every example that passed `keep`, before the limit. Duplicate ids fail at once.
+    """
 
     file: Path
     rows: int = 0
@@ -57,13 +64,46 @@ class Collector:
     lines: list[int] = field(default_factory=list)  # line of each kept example, for errors
     malformed: list[Malformed] = field(default_factory=list)
     dropped: Counter = field(default_factory=Counter)
+    keep: Callable[[Example], bool] | None = None
+    limit: int = 0
+    rank: Callable[[str], bytes] | None = None
+    ids_only: bool = False
+    ids: list[str] = field(default_factory=list)  # with ids_only: every kept id, in file order
+    kept: int = 0
+    _seen: dict[str, int] = field(default_factory=dict)
 
     def bad(self, line: int, why: str, where: Path | None = None) -> None:
         self.malformed.append(Malformed(str(where or self.file), line, why))
 
     def add(self, example: Example, line: int) -> None:
+        first = self._seen.get(example.id)
+        if first is not None:
+            raise GptpipeError(f"{self.file}:{line}: duplicate id {example.id!r} (first at "
+                               f"line {first})")
+        self._seen[example.id] = line
+        if self.keep is not None and not self.keep(example):
+            return
+        self.kept += 1
+        if self.ids_only:
+            self.ids.append(example.id)
+            return
         self.examples.append(example)
         self.lines.append(line)
+        if self.limit > 0 and len(self.examples) >= 2 * self.limit:
+            self._prune()
+
+    def _prune(self) -> None:
+        if self.limit <= 0 or len(self.examples) <= self.limit or self.rank is None:
+            return
+        rank = self.rank
+        order = sorted(range(len(self.examples)), key=lambda i: rank(self.examples[i].id))
+        keep = sorted(order[:self.limit])
+        self.examples = [self.examples[i] for i in keep]
+        self.lines = [self.lines[i] for i in keep]
+
+    def finish(self) -> None:
+        """Apply the limit for the last time (file order is kept throughout)."""
+        self._prune()
 
 
 def parse_label(raw: str, spec: TaskSpec, where: str) -> int | float:
