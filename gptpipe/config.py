@@ -297,6 +297,10 @@ class FinetuneConfig:
     max_malformed_fraction: float = 0.001  # malformed rows / rows above which a load fails
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present, else CPU
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA with bf16
+    # A task whose data is handed out on request (`kind: manual`, Story Cloze) and is neither in
+    # data/ nor in the mirror: `required` stops the run with the instructions; `optional` (the
+    # tiny demo) leaves the task out of the DAG, and the report says why it was not run.
+    manual_sources: Literal["required", "optional"] = "required"
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch < 1 or self.epochs < 1 or self.max_len < 3:

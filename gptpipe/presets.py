@@ -30,6 +30,7 @@ _TINY_FINETUNE: dict = {
         "SNLI": {"from_split": "dev", "to_split": "train", "fraction": 0.5},
     },
     "overrides": {"QQP": {"submit": False}},
+    "manual_sources": "optional",
 }
 
 PRESETS: dict[str, dict[str, dict]] = {

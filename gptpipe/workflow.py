@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import yaml
@@ -53,7 +54,8 @@ def effective_params(file_params: Mapping, config: Mapping) -> dict:
 # Keys that say which jobs exist, not what a job computes: adding a seed or a task adds jobs
 # and must not rerun the others, so they stay out of a rule's `knobs` and its `--set` flags.
 JOB_LIST_KEYS: dict[str, tuple[str, ...]] = {
-    "finetune": ("tasks", "variants", "ablation_tasks", "ablation_variants", "seeds"),
+    "finetune": ("tasks", "variants", "ablation_tasks", "ablation_variants", "seeds",
+                 "manual_sources"),
 }
 
 
@@ -250,6 +252,64 @@ def needed_sources(ft_cfg: Any, fetch_cfg: Any) -> list[str]:
                     "with role 'task' provides")
             used.update(hits)
     return [s.name for s in fetch_cfg.sources if s.role != "task" or s.name in used]
+
+
+MANUAL_NOT_RUN = "not run: source needs a manual download"
+
+
+def missing_manual(ft_cfg: Any, fetch_cfg: Any, mirror: str | Path | None,
+                   data_dir: str | Path = "data") -> dict[str, dict[str, tuple[str, str]]]:
+    """Tasks left out because a source handed out on request is missing, when
+    `finetune.manual_sources` is `optional`: {task: {source name: (instructions, path)}}.
+
+    A `kind: manual` source counts as present when its file is in `data_dir` or in the mirror
+    (fetch verifies it). With `required` (the default, paper scale) nothing is left out and
+    `fetch` stops on the missing file with its instructions.
+    """
+    if ft_cfg.manual_sources != "optional":
+        return {}
+    from .finetune.data import files_read
+
+    manual = [s for s in fetch_cfg.sources if s.role == "task" and s.kind == "manual"]
+    roots = [Path(data_dir)] + ([Path(mirror)] if mirror else [])
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    for task, variant, _ in finetune_jobs(ft_cfg):
+        for rel in files_read(ft_cfg, task, variant):
+            for src in manual:
+                if _provides(src, rel) and not any((r / src.path).is_file() for r in roots):
+                    out.setdefault(task, {})[src.name] = (" ".join(str(src.instructions).split()),
+                                                          src.path)
+    return out
+
+
+def why_left_out(sources: Mapping[str, tuple[str, str]]) -> str:
+    """"not run: ... (instructions -- put data/A, data/B there)" for one left-out task."""
+    by_how: dict[str, list[str]] = {}
+    for how, path in sources.values():
+        by_how.setdefault(how, []).append(f"data/{path}")
+    hows = "; ".join(f"{how} -- put {', '.join(paths)} there" for how, paths in by_how.items())
+    return f"{MANUAL_NOT_RUN} ({hows})"
+
+
+def without_tasks(ft_cfg: Any, left_out: Mapping[str, Any]) -> Any:
+    """The finetune config with the tasks of `left_out` dropped from its job lists."""
+    return dataclasses.replace(
+        ft_cfg, tasks=tuple(t for t in ft_cfg.tasks if t not in left_out),
+        ablation_tasks=tuple(t for t in ft_cfg.ablation_tasks if t not in left_out))
+
+
+def not_run_flags(left_out: Mapping[str, Mapping[str, tuple[str, str]]]) -> str:
+    """`--not-run TASK=WHY ...` for `gptpipe report` (empty when nothing was left out)."""
+    args = []
+    for task, sources in left_out.items():
+        args += ["--not-run", f"{task}={why_left_out(sources)}"]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def skip_flags(left_out: Mapping[str, Mapping[str, tuple[str, str]]]) -> str:
+    """`--skipped NAME ...` for `gptpipe fetch`: the missing manual sources it reports."""
+    names = dict.fromkeys(n for sources in left_out.values() for n in sources)
+    return " ".join(["--skipped", *map(shlex.quote, names)]) if names else ""
 
 
 def fetch_only_flags(ft_cfg: Any, fetch_cfg: Any) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ import yaml
 
 from gptpipe import workflow as gw
 from gptpipe.config import FinetuneConfig, Holdout, load_params, resolve_section, validate_params
-from gptpipe.errors import ConfigError
+from gptpipe.errors import ConfigError, GptpipeError
 from gptpipe.finetune.data import files_read, recipe
 from gptpipe.fetch import cli as fetch
 
@@ -121,3 +124,50 @@ def test_fetch_resolves_every_source_the_demo_reads_from_the_mirror(shared_data,
     assert all(s["how"] == "mirror" for s in summary["sources"])
     story = tmp_path / "other/StoryCloze/cloze_test_val__spring2016 - cloze_test_ALL_val.csv"
     assert story.is_file() and (tmp_path / "glue/MRPC/dev_ids.tsv").is_file()
+
+
+def test_tiny_leaves_out_a_task_whose_manual_source_is_missing(tmp_path, shared_data):
+    """Tiny: a source handed out on request that is in neither data/ nor the mirror drops its
+    task from the jobs (and says how to get it); found in either, nothing is dropped. At paper
+    scale (`required`) nothing is dropped: fetch stops with the instructions instead."""
+    tiny = _cfg("tiny")
+    ft, sources = tiny["finetune"], tiny["fetch"]
+    left_out = gw.missing_manual(ft, sources, mirror=None, data_dir=tmp_path)
+    assert set(left_out) == {"MRPC", "StoryCloze"}
+    assert set(left_out["StoryCloze"]) == {"storycloze-val", "storycloze-test"}
+    why = gw.why_left_out(left_out["StoryCloze"])
+    assert why.startswith("not run: source needs a manual download (Request the Story Cloze")
+    assert "data/other/StoryCloze/cloze_test_val__spring2016 - cloze_test_ALL_val.csv" in why
+    assert gw.missing_manual(ft, sources, mirror=shared_data, data_dir=tmp_path) == {}
+    story = tmp_path / "other/StoryCloze"
+    story.mkdir(parents=True)
+    for src in ("storycloze-val", "storycloze-test"):
+        shutil.copyfile(shared_data / sources.source(src).path,
+                        tmp_path / sources.source(src).path)
+    assert set(gw.missing_manual(ft, sources, mirror=None, data_dir=tmp_path)) == {"MRPC"}
+    kept = gw.without_tasks(ft, left_out)
+    jobs = gw.finetune_jobs(kept)
+    assert len(jobs) == 12 and not {t for t, _, _ in jobs} & {"MRPC", "StoryCloze"}
+    assert not {"storycloze-val", "glue-mrpc-dev-ids"} & set(gw.needed_sources(kept, sources))
+    flags = shlex.split(gw.skip_flags(left_out))
+    assert flags[0] == "--skipped" and "storycloze-test" in flags and "glue-mrpc-dev-ids" in flags
+    report_flags = shlex.split(gw.not_run_flags(left_out))
+    assert report_flags[::2] == ["--not-run", "--not-run"]
+    assert report_flags[3] == f"StoryCloze={why}"
+    gpt1 = _cfg("gpt1")
+    assert gw.missing_manual(gpt1["finetune"], gpt1["fetch"], None, tmp_path / "none") == {}
+
+
+def test_fetch_says_in_one_line_what_it_skipped(tmp_path, caplog):
+    cfg = _cfg("tiny")["fetch"]
+    with caplog.at_level(logging.WARNING):
+        summary = fetch.run(cfg, tmp_path, only=["storycloze-val", "storycloze-test"],
+                            skipped=["storycloze-val", "storycloze-test"])
+    assert summary["sources"] == [] and summary["skipped"] == ["storycloze-val",
+                                                                 "storycloze-test"]
+    (line,) = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert "\n" not in line and line.startswith(
+        "skipped storycloze-val, storycloze-test: source needs a manual download")
+    assert line.count("Request the Story Cloze Test") == 1
+    with pytest.raises(GptpipeError, match="only sources of kind 'manual' can be skipped"):
+        fetch.run(cfg, tmp_path, skipped=["glue-cola"])

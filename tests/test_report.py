@@ -203,6 +203,28 @@ def test_tasks_not_run_say_so_and_show_no_number(made):
     assert "MNLI" in _row(doc, "table4", "GLUE")["note"]
 
 
+def test_a_task_left_out_on_purpose_says_why_and_how(made, tmp_path, capsys):
+    root, paths, _ = made
+    params = load_params(paths["params"])
+    inputs = stage.Inputs(paths["pretrain"], tuple(paths["finetune"]), paths["bpe"],
+                          paths["shard"], tuple(paths["ingest"]))
+    why = ("not run: source needs a manual download (Request the Story Cloze Test (2016) CSVs "
+           "-- put data/other/StoryCloze/a.csv there)")
+    doc = stage.run(resolve_section(params, "report"), params, inputs, tmp_path / "report",
+                    repo=root, not_run={"StoryCloze": why})
+    row = _row(doc, "table3", "Story Cloze")
+    assert row["status"] == "not run: source needs a manual download" and row["n"] == 0
+    assert row["note"] == ("Request the Story Cloze Test (2016) CSVs -- put "
+                           "data/other/StoryCloze/a.csv there")
+    assert _row(doc, "table3", "RACE-h")["status"] == "not run"  # no job given: no reason
+    html = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert "not run: source needs a manual download" in html and "StoryCloze/a.csv" in html
+    assert doc["not_run"] == {"StoryCloze": why}
+    argv = [*_argv({**paths, "output": tmp_path / "r2"}), "--not-run", "StoryCloze"]
+    assert stage.main(argv) == 1
+    assert "--not-run 'StoryCloze': expected TASK=WHY" in capsys.readouterr().err
+
+
 def test_ablation_table_and_other_runs(made):
     _, _, doc = made
     cola = _row(doc, "table5", "CoLA", "no_pretrain")

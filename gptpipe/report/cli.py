@@ -23,6 +23,7 @@ import yaml
 
 from ..atomic import atomic_path, write_json, write_text
 from ..cli import run_cli, stage_parser
+from ..errors import GptpipeError
 from ..config import (
     ReportConfig,
     load_params,
@@ -170,18 +171,20 @@ def _sections(pre: collect.Pretrain, results: Mapping[str, pl.DataFrame],
 
 
 def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
-        repo: Path = Path(".")) -> dict:
+        repo: Path = Path("."), not_run: Mapping[str, str] | None = None) -> dict:
     """Write the report folder `output`; return what report.json holds.
 
     `params`: the whole params mapping (every section is resolved for the provenance block;
     `cfg` replaces its `report` section). `repo`: where git and dvc.lock are looked up.
+    `not_run`: task -> why the workflow left it out ("not run: ... (how to run it)").
     """
+    not_run = dict(not_run or {})
     resolved = {**validate_params(params), "report": cfg}
     pre = collect.load_pretrain(inputs.pretrain)
     runs = collect.load_runs(inputs.finetune)
     bpe, shard = collect.load_bpe(inputs.bpe), collect.load_shard(inputs.shard)
     parts = collect.load_ingest(inputs.ingest)
-    results = tables.paper_tables(runs, collect.scores_frame(runs))
+    results = tables.paper_tables(runs, collect.scores_frame(runs), not_run)
     compute = tables.compute_frame(pre.summary, runs)
     notes = collect.task_notes(runs, cfg.max_notes)
     prov = provenance.collect(resolved, repo, _recorded(pre, runs, bpe, shard, parts, inputs),
@@ -196,6 +199,7 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
                      "bytes": len(f.png), "sha256": hashlib.sha256(f.png).hexdigest()}
                     for f in figs],
         "pretrain": pre.summary, "compute": compute.to_dicts(), "notes": notes,
+        "not_run": not_run,
         "tokenizer": bpe, "shards": shard, "ingest": parts, "provenance": prov,
         "jobs": [{"task": r["task"], "variant": r["variant"], "seed": r["seed"], "file": r["file"]}
                  for r in runs],
@@ -224,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="`ingest` output folders (stats.json)")
     parser.add_argument("--output", required=True, type=Path, metavar="DIR",
                         help="report folder to write (replaced as a whole)")
+    parser.add_argument("--not-run", action="append", default=[], metavar="TASK=WHY",
+                        help="a task the workflow left out on purpose, and why (repeatable)")
 
     def body(args: argparse.Namespace) -> None:
         params = load_params(args.params)
@@ -232,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = resolve_section(params, "report", parse_set(args.set), where=str(args.params))
         inputs = Inputs(args.pretrain, tuple(args.finetune), args.bpe, args.shard,
                         tuple(args.ingest))
-        run(cfg, params, inputs, args.output)
+        not_run = {}
+        for item in args.not_run:
+            task, sep, why = item.partition("=")
+            if not sep or not task or not why:
+                raise GptpipeError(f"report: --not-run {item!r}: expected TASK=WHY")
+            not_run[task] = why
+        run(cfg, params, inputs, args.output, not_run=not_run)
 
     return run_cli("report", argv, parser, body)

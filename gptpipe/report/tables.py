@@ -196,8 +196,17 @@ def summarise(values: pl.DataFrame, paper: float | None) -> dict:
 # --------------------------------------------------------------------------- tables
 
 
+def _why_not_run(row: Row, not_run: Mapping[str, str]) -> tuple[str, str] | None:
+    """(status, note) of a row whose task was left out on purpose ("not run: <why> (<how>)")."""
+    for m in row.measures:
+        if m.task in not_run:
+            status, _, note = not_run[m.task].partition(" (")
+            return status, note[:-1] if note.endswith(")") else note
+    return None
+
+
 def _table_rows(name: str, rows: Sequence[Row], scores: pl.DataFrame,
-                variants: Sequence[str]) -> list[dict]:
+                variants: Sequence[str], not_run: Mapping[str, str] = {}) -> list[dict]:
     out = []
     for variant in variants:
         for row in rows:
@@ -205,6 +214,9 @@ def _table_rows(name: str, rows: Sequence[Row], scores: pl.DataFrame,
             stats = summarise(row_values(scores, row, variant), paper)
             if row.parts and stats["status"] == "not run":
                 stats["note"] = "needs " + ", ".join(_missing_parts(scores, row, variant))
+            why = _why_not_run(row, not_run) if stats["status"] == "not run" else None
+            if why:
+                stats["status"], stats["note"] = why
             out.append({"table": name, "label": row.label, "variant": variant, "paper": paper,
                         "paper_split": row.paper_split, **stats})
     return out
@@ -245,13 +257,18 @@ def _other_rows(runs: Sequence[Mapping], scores: pl.DataFrame) -> list[dict]:
     return out
 
 
-def paper_tables(runs: Sequence[Mapping], scores: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """table name -> TABLE_SCHEMA frame: Tables 2-5 and the runs none of them shows."""
+def paper_tables(runs: Sequence[Mapping], scores: pl.DataFrame,
+                 not_run: Mapping[str, str] = {}) -> dict[str, pl.DataFrame]:
+    """table name -> TABLE_SCHEMA frame: Tables 2-5 and the runs none of them shows.
+
+    `not_run`: task -> why it was left out on purpose, as "<status> (<how to run it>)"
+    (`gptpipe.workflow.not_run_flags`): its rows say so instead of a bare "not run".
+    """
     rows = {
-        "table2": _table_rows("table2", TABLE2, scores, ("full",)),
-        "table3": _table_rows("table3", TABLE3, scores, ("full",)),
-        "table4": _table_rows("table4", TABLE4, scores, ("full",)),
-        "table5": _table_rows("table5", _table5_rows(scores), scores, VARIANT_ORDER),
+        "table2": _table_rows("table2", TABLE2, scores, ("full",), not_run),
+        "table3": _table_rows("table3", TABLE3, scores, ("full",), not_run),
+        "table4": _table_rows("table4", TABLE4, scores, ("full",), not_run),
+        "table5": _table_rows("table5", _table5_rows(scores), scores, VARIANT_ORDER, not_run),
         "other": _other_rows(runs, scores),
     }
     return {name: pl.DataFrame(r, schema=TABLE_SCHEMA, orient="row") for name, r in rows.items()}

@@ -1,6 +1,9 @@
 # Helpers for the rules: paths from the declared sources, per-stage knobs and overrides.
 # The logic lives in gptpipe.workflow (unit-tested); this file only binds it to `config`.
 
+import os
+import sys
+
 from gptpipe import workflow as gw
 from gptpipe.deps import stage_code
 from gptpipe.config import load_params
@@ -38,6 +41,18 @@ def code(stage):
     return stage_code(stage)
 
 
+# The mirror fetch will read (`--config mirror=DIR`, else $GPTPIPE_MIRROR), and the tasks left
+# out because a source handed out on request is in neither data/ nor the mirror (only with
+# `finetune.manual_sources: optional`, the tiny demo): said once here, by fetch in its log,
+# and by the report.
+MIRROR = config.get("mirror") or os.environ.get("GPTPIPE_MIRROR") or None
+LEFT_OUT = gw.missing_manual(CFG["finetune"], CFG["fetch"], MIRROR)
+if LEFT_OUT:
+    CFG["finetune"] = gw.without_tasks(CFG["finetune"], LEFT_OUT)
+    for task, sources in LEFT_OUT.items():
+        print(f"gptpipe: {task}: {gw.why_left_out(sources)}", file=sys.stderr)
+
+
 # The declared sources this configuration reads (the dump parts, the configured tasks' data).
 NEEDED_SOURCES = gw.needed_sources(CFG["finetune"], CFG["fetch"])
 
@@ -47,6 +62,7 @@ def fetch_extra():
         f
         for f in (
             gw.fetch_only_flags(CFG["finetune"], CFG["fetch"]),
+            gw.skip_flags(LEFT_OUT),
             overrides("fetch"),
         )
         if f
@@ -89,3 +105,8 @@ def dump_index_flag(wildcards):
 def dump_inputs(wildcards):
     src = CFG["fetch"].source(wildcards.part)
     return [f"data/{p}" for p in (src.path, src.index_path) if p]
+
+
+def report_extra():
+    """`--set` overrides of `report`, and `--not-run` for the tasks left out (see LEFT_OUT)."""
+    return " ".join(f for f in (overrides("report"), gw.not_run_flags(LEFT_OUT)) if f)

@@ -24,7 +24,7 @@ rule report:
         "results/benchmarks/report.tsv"
     params:
         knobs=knobs("report"),
-        extra=overrides("report"),
+        extra=report_extra(),
     shell:
         "python -m gptpipe report --params params.yaml --pretrain {input.pretrain}"
         " --finetune {input.finetune} --bpe {input.bpe} --shard {input.shard}"
