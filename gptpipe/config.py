@@ -32,6 +32,11 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CHECKSUM_RE = re.compile(r"^(sha256:[0-9a-f]{64}|sha1:[0-9a-f]{40}|md5:[0-9a-f]{32})$")
 
 
+# `kind: build` builders -> how many sources they read (`build_from`, in this order):
+# MRPC train/dev: msr_paraphrase_train.txt, GLUE's dev id list; test: msr_paraphrase_test.txt.
+BUILD_INPUTS = {"glue-mrpc-train": 2, "glue-mrpc-dev": 2, "glue-mrpc-test": 1}
+
+
 @dataclass(frozen=True)
 class Source:
     """One input file declared in `fetch.sources`, found in the mirror or downloaded."""
@@ -39,7 +44,7 @@ class Source:
     name: str  # unique; also the `ingest` wildcard for dump parts
     path: str  # relative path under `data/` and under the mirror folder
     checksum: str  # "sha256:<hex>" (or sha1:/md5:, as Wikimedia publishes) of the file at `path`
-    kind: Literal["file", "archive", "manual"] = "file"
+    kind: Literal["file", "archive", "manual", "build"] = "file"
     role: Literal["dump", "task", "other"] = "other"  # dump parts become `ingest` jobs
     url: str | None = None
     url_checksum: str | None = None  # checksum of the download when `repack` transforms it
@@ -50,6 +55,11 @@ class Source:
     index_url: str | None = None
     instructions: str | None = None  # `kind: manual`: where to get the file by hand
     strip_components: int = 0  # `kind: archive`: leading folders dropped from member paths
+    # `kind: build`: made by `builder` (gptpipe.fetch.build) from the sources named in
+    # `build_from` (downloaded and verified first), unless data/ or the mirror already has it;
+    # the result must match `checksum`. `instructions`, if set, say how to get it by hand.
+    builder: Literal["glue-mrpc-train", "glue-mrpc-dev", "glue-mrpc-test"] | None = None
+    build_from: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -64,7 +74,12 @@ class Source:
                 raise ValueError(f"{key} {value!r}: must be relative, without '..'")
         if self.kind == "manual" and not self.instructions:
             raise ValueError("kind 'manual' needs 'instructions' (where to get the file)")
-        if self.kind != "manual" and not self.url:
+        if (self.kind == "build") != bool(self.builder and self.build_from):
+            raise ValueError("kind 'build' needs 'builder' and 'build_from', and only it has them")
+        if self.builder and len(self.build_from) != BUILD_INPUTS[self.builder]:
+            raise ValueError(f"builder {self.builder!r} takes {BUILD_INPUTS[self.builder]} "
+                             f"source(s) in build_from, got {len(self.build_from)}")
+        if self.kind not in ("manual", "build") and not self.url:
             raise ValueError(f"kind {self.kind!r} needs a 'url'")
         if self.repack and not self.url_checksum:
             raise ValueError("'repack' needs 'url_checksum' (the download's own checksum)")
@@ -93,6 +108,12 @@ class FetchConfig:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"duplicate source names: {', '.join(dup)}")
+        for s in self.sources:
+            bad = [n for n in s.build_from
+                   if n not in names or self.source(n).kind not in ("file", "manual")]
+            if bad:
+                raise ValueError(f"source {s.name}: build_from {bad[0]!r} is not a declared "
+                                 "source of kind 'file' or 'manual'")
 
     @property
     def dump_parts(self) -> tuple[Source, ...]:

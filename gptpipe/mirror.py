@@ -18,7 +18,7 @@ import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .cli import load_config, run_cli, stage_parser
 from .config import FetchConfig, Source
@@ -57,9 +57,11 @@ def _archive(source: Source, root: Path, upstream: Path | None, http_: Http) -> 
 
 
 def mirror_source(source: Source, root: Path, upstream: Path | None = None,
-                  http_: Http = Http()) -> Mirrored:
+                  http_: Http = Http(), lookup: Callable[[str], Source] | None = None
+                  ) -> Mirrored:
     """Put one source into the mirror folder `root` (from `upstream`, a mirror, when given;
-    else its URL), verified against its declared checksum."""
+    else its URL), verified against its declared checksum. `lookup` (name -> source) finds
+    what a `kind: build` source is built from (the built file is stored, as in data/)."""
     if source.kind == "archive":
         return _archive(source, root, upstream, http_)
     if source.kind == "manual" and not (
@@ -67,8 +69,8 @@ def mirror_source(source: Source, root: Path, upstream: Path | None = None,
     ):
         return Mirrored(source.name, (source.path,), "missing",
                         " ".join(str(source.instructions).split()))
-    # Files, repacked dumps and placed manual files: the mirror's layout is data/'s.
-    done = fetch_source(source, root, upstream, http_)
+    # Files, repacked dumps, built and placed manual files: the mirror's layout is data/'s.
+    done = fetch_source(source, root, upstream, http_, lookup)
     return Mirrored(source.name, tuple(str(p.relative_to(root)) for p in done.paths), done.how)
 
 
@@ -82,7 +84,7 @@ def build(cfg: FetchConfig, root: Path, upstream: Path | None = None,
     root.mkdir(parents=True, exist_ok=True)
     done = []
     for source in select(cfg, only):
-        item = mirror_source(source, root, upstream, http_)
+        item = mirror_source(source, root, upstream, http_, cfg.source)
         log.info("%s: %s (%s)", item.name, root / item.paths[0], item.how)
         done.append(item)
     missing = [m for m in done if m.how == "missing"]

@@ -205,7 +205,8 @@ def fetch_outputs(fetch_cfg: Any, names: Any = None) -> list[str]:
 
     if names is None:
         return output_paths(fetch_cfg)
-    return output_paths(dataclasses.replace(fetch_cfg, sources=tuple(select(fetch_cfg, names))))
+    wanted = {s.name for s in select(fetch_cfg, names)}  # a subset need not be a valid config
+    return output_paths(fetch_cfg, wanted)
 
 
 # --------------------------------------------------------------------------- finetune jobs

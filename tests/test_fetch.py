@@ -457,3 +457,98 @@ def test_cli_checksum_mismatch_exits_1_with_one_line(server, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("gptpipe fetch: error: source cola-dev: "
                                                     "checksum mismatch for http://127.0.0.1:")
     assert not (tmp_path / "data" / COLA_DEV).exists()
+
+
+# --------------------------------------------------------------------------- built: MRPC
+
+
+def _mrpc_sources(server: str, sample: Path, tmp: Path) -> dict[str, Source]:
+    """MRPC as params.yaml declares it, downloading from the local server: the sample's
+    msr_paraphrase_train.txt and dev_ids.tsv, and an msr_paraphrase_test.txt this test writes
+    from the sample's test.tsv (GLUE drops its Quality column, so any label rebuilds it)."""
+    www = tmp / "mrpc"
+    www.mkdir()
+    rows = (sample / "glue/MRPC/test.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    raw = ["\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String"]
+    raw += ["1\t" + "\t".join(r.split("\t")[1:]) for r in rows]
+    (www / "msr_paraphrase_test.txt").write_text("\r\n".join(raw) + "\r\n", encoding="utf-8")
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    declared = {s["name"]: s for s in params["fetch"]["sources"] if "mrpc" in s["name"]}
+    urls = {"glue-mrpc-msr-train": (f"{server}/mirror/glue/MRPC/msr_paraphrase_train.txt",
+                                    sample / "glue/MRPC/msr_paraphrase_train.txt"),
+            "glue-mrpc-msr-test": (f"{server}/{www.parent.name}/mrpc/msr_paraphrase_test.txt",
+                                   www / "msr_paraphrase_test.txt"),
+            "glue-mrpc-dev-ids": (f"{server}/mirror/glue/MRPC/dev_ids.tsv",
+                                  sample / "glue/MRPC/dev_ids.tsv")}
+    for name, (url, path) in urls.items():  # the sample's bytes, not SentEval's: their md5
+        declared[name] = {**declared[name], "url": url, "checksum": digest(path, "md5")}
+    return {name: source(**kw) for name, kw in declared.items()}
+
+
+def test_mrpc_is_built_byte_identical_from_the_msrp_downloads(server, http_root, shared_data,
+                                                              tmp_path):
+    own = http_root / tmp_path.name
+    own.mkdir()
+    sources = _mrpc_sources(server, shared_data, own)
+    data = tmp_path / "data"
+    for split in ("train", "dev", "test"):
+        name = f"glue-mrpc-{split}-tsv"
+        done = fetch_source(sources[name], data, None, FAST, lookup=sources.__getitem__)
+        assert done.how == "built" and done.paths == (data / f"glue/MRPC/{split}.tsv",)
+        assert (data / f"glue/MRPC/{split}.tsv").read_bytes() == (
+            shared_data / f"glue/MRPC/{split}.tsv").read_bytes()
+        assert fetch_source(sources[name], data, None, FAST,
+                            lookup=sources.__getitem__).how == "cached"
+    assert (data / "glue/MRPC/msr_paraphrase_test.txt").is_file()  # kept: reruns are cheap
+    # A copy already in the mirror (the shared sample) is used as it is: nothing is built.
+    other = tmp_path / "other"
+    assert fetch_source(sources["glue-mrpc-dev-tsv"], other, shared_data,
+                        lookup=sources.__getitem__).how == "mirror"
+    assert not (other / "glue/MRPC/msr_paraphrase_train.txt").exists()
+
+
+def test_mrpc_build_that_misses_its_checksum_leaves_nothing(server, http_root, shared_data,
+                                                            tmp_path):
+    own = http_root / tmp_path.name
+    own.mkdir()
+    sources = _mrpc_sources(server, shared_data, own)
+    wrong = Source(**{**sources["glue-mrpc-dev-tsv"].__dict__, "checksum": "sha256:" + "0" * 64})
+    data = tmp_path / "data"
+    with pytest.raises(GptpipeError, match=r"checksum mismatch for .*dev\.tsv built from "
+                                           r"glue-mrpc-msr-train, glue-mrpc-dev-ids"):
+        fetch_source(wrong, data, None, FAST, lookup=sources.__getitem__)
+    assert not (data / "glue/MRPC/dev.tsv").exists()
+    assert not [p for p in (data / "glue/MRPC").iterdir() if p.name.startswith(".")]
+    # An input that cannot be downloaded: the error names it, and the way by hand.
+    gone = Source(**{**sources["glue-mrpc-msr-test"].__dict__, "url": f"{server}/nowhere.txt"})
+    lookup = {**sources, "glue-mrpc-msr-test": gone}.__getitem__
+    with pytest.raises(GptpipeError) as err:
+        fetch_source(sources["glue-mrpc-test-tsv"], data, None, FAST, lookup=lookup)
+    msg = str(err.value)
+    assert "cannot build" in msg and "HTTP 404" in msg and "download_glue_data.py" in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"builder": None}, "kind 'build' needs 'builder' and 'build_from'"),
+    ({"build_from": ["glue-mrpc-msr-test"]}, "takes 2 source(s) in build_from, got 1"),
+    ({"builder": "glue-mrpc-tset"}, "builder"),
+    ({"kind": "file", "url": "https://example.org/x"}, "only it has them"),
+])
+def test_build_sources_are_checked(change, message):
+    kw = {"name": "glue-mrpc-dev-tsv", "role": "task", "kind": "build", "path": "glue/MRPC/dev.tsv",
+          "builder": "glue-mrpc-dev", "build_from": ["glue-mrpc-msr-train", "glue-mrpc-dev-ids"],
+          "checksum": "sha256:" + "0" * 64}
+    with pytest.raises(ConfigError) as err:
+        source(**{**kw, **change})
+    assert message in str(err.value)
+
+
+def test_build_from_must_name_a_declared_file_source():
+    built = {"name": "b", "kind": "build", "path": "b.tsv", "builder": "glue-mrpc-test",
+             "build_from": ["raw"], "checksum": "sha256:" + "0" * 64}
+    with pytest.raises(ConfigError, match="build_from 'raw' is not a declared source"):
+        build(FetchConfig, {"sources": [built]}, "fetch")
+    raw = {"name": "raw", "path": "raw.txt", "url": "https://example.org/raw.txt",
+           "checksum": "md5:" + "0" * 32}
+    assert build(FetchConfig, {"sources": [raw, built]}, "fetch").source("b").build_from == ("raw",)

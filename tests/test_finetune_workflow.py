@@ -133,7 +133,7 @@ def test_tiny_leaves_out_a_task_whose_manual_source_is_missing(tmp_path, shared_
     tiny = _cfg("tiny")
     ft, sources = tiny["finetune"], tiny["fetch"]
     left_out = gw.missing_manual(ft, sources, mirror=None, data_dir=tmp_path)
-    assert set(left_out) == {"MRPC", "StoryCloze"}
+    assert set(left_out) == {"StoryCloze"}  # MRPC is built from downloads (kind: build)
     assert set(left_out["StoryCloze"]) == {"storycloze-val", "storycloze-test"}
     why = gw.why_left_out(left_out["StoryCloze"])
     assert why.startswith("not run: source needs a manual download (Request the Story Cloze")
@@ -144,16 +144,14 @@ def test_tiny_leaves_out_a_task_whose_manual_source_is_missing(tmp_path, shared_
     for src in ("storycloze-val", "storycloze-test"):
         shutil.copyfile(shared_data / sources.source(src).path,
                         tmp_path / sources.source(src).path)
-    assert set(gw.missing_manual(ft, sources, mirror=None, data_dir=tmp_path)) == {"MRPC"}
+    assert gw.missing_manual(ft, sources, mirror=None, data_dir=tmp_path) == {}
     kept = gw.without_tasks(ft, left_out)
     jobs = gw.finetune_jobs(kept)
-    assert len(jobs) == 12 and not {t for t, _, _ in jobs} & {"MRPC", "StoryCloze"}
-    assert not {"storycloze-val", "glue-mrpc-dev-ids"} & set(gw.needed_sources(kept, sources))
-    flags = shlex.split(gw.skip_flags(left_out))
-    assert flags[0] == "--skipped" and "storycloze-test" in flags and "glue-mrpc-dev-ids" in flags
-    report_flags = shlex.split(gw.not_run_flags(left_out))
-    assert report_flags[::2] == ["--not-run", "--not-run"]
-    assert report_flags[3] == f"StoryCloze={why}"
+    assert len(jobs) == 13 and "StoryCloze" not in {t for t, _, _ in jobs}
+    needed = set(gw.needed_sources(kept, sources))
+    assert "storycloze-val" not in needed and "glue-mrpc-train-tsv" in needed
+    assert gw.skip_flags(left_out) == "--skipped storycloze-val storycloze-test"
+    assert shlex.split(gw.not_run_flags(left_out)) == ["--not-run", f"StoryCloze={why}"]
     gpt1 = _cfg("gpt1")
     assert gw.missing_manual(gpt1["finetune"], gpt1["fetch"], None, tmp_path / "none") == {}
 

@@ -48,7 +48,8 @@ def run(cfg: FetchConfig, data_dir: Path, mirror: Path | None = None,
                                f"skipped (it is {cfg.source(name).kind!r})")
     if skipped:
         log.warning("%s", skipped_line(cfg, skipped))
-    done = [fetch_source(s, data_dir, mirror) for s in select(cfg, only) if s.name not in skipped]
+    done = [fetch_source(s, data_dir, mirror, lookup=cfg.source) for s in select(cfg, only)
+            if s.name not in skipped]
     figures = {
         "mirror": str(mirror) if mirror is not None else None,
         "skipped": skipped,

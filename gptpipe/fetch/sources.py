@@ -16,7 +16,9 @@ Where a source comes from (first match wins):
    none on 4xx), streamed into a temporary sibling of the destination and renamed into place only
    after its checksum matched: a partial or wrong download never sits at the final path.
 
-Kinds: `file` is stored as is; `archive` (zip or tar, any compression) is unpacked into the
+Kinds: `build` is made from other sources (`gptpipe.fetch.build`: GLUE's MRPC files from the
+MSRP downloads) when neither `DATA_DIR` nor the mirror has it, and checked against its checksum;
+`file` is stored as is; `archive` (zip or tar, any compression) is unpacked into the
 folder `DATA_DIR/<path>/`, refusing members with absolute paths or `..`, and a marker file
 (`MARKER`) inside records the archive checksum it came from; `manual` is never downloaded: it
 must be in the mirror or already in `DATA_DIR`, else the error gives the source's instructions.
@@ -49,6 +51,7 @@ from ..atomic import atomic_path
 from ..config import FetchConfig, Source
 from ..errors import GptpipeError
 from ..io import file_digest
+from .build import build_glue_mrpc
 from .multistream import repack_multistream
 
 log = logging.getLogger(__name__)
@@ -328,6 +331,41 @@ def _manual(source: Source, data_dir: Path, mirror: Path | None) -> str:
     )
 
 
+# builder -> (the keys its `build_from` sources are passed under, in order; the split it writes)
+BUILDERS = {"glue-mrpc-train": (("msr_train", "dev_ids"), "train"),
+            "glue-mrpc-dev": (("msr_train", "dev_ids"), "dev"),
+            "glue-mrpc-test": (("msr_test",), "test")}
+
+
+def _obtain_built(source: Source, data_dir: Path, mirror: Path | None, http_: Http,
+                  lookup: Callable[[str], Source] | None) -> str:
+    """`kind: build`: cached, else from the mirror, else made from its `build_from` sources
+    (each resolved like any source first) and checked against `checksum`."""
+    dest = data_dir / source.path
+    if _is_cached(dest, source.checksum, source.name):
+        return "cached"
+    if mirror is not None and (mirror / source.path).is_file():
+        return _obtain(source.path, source.checksum, None, data_dir, mirror, source.name, http_)
+    if lookup is None:
+        raise GptpipeError(f"source {source.name}: is built from {', '.join(source.build_from)}"
+                           ", but they were not given")
+    keys, split = BUILDERS[str(source.builder)]
+    inputs = {}
+    try:
+        for key, name in zip(keys, source.build_from):
+            inputs[key] = fetch_source(lookup(name), data_dir, mirror, http_).paths[0]
+    except GptpipeError as exc:
+        by_hand = " ".join(str(source.instructions or "").split())
+        raise GptpipeError(
+            f"source {source.name}: cannot build {dest}: {exc}"
+            + (f" (or by hand: {by_hand} -- put it at {dest})" if by_hand else "")) from None
+    with atomic_path(dest) as tmp:
+        build_glue_mrpc(split, inputs, tmp)
+        _check(file_digest(tmp, _algo(source.checksum)), source.checksum, source.name,
+               f"{dest} built from {', '.join(source.build_from)}")
+    return "built"
+
+
 def _size(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -335,8 +373,11 @@ def _size(path: Path) -> int:
 
 
 def fetch_source(source: Source, data_dir: str | os.PathLike,
-                 mirror: str | os.PathLike | None = None, http_: Http = Http()) -> Fetched:
-    """Resolve one source into `data_dir` (see the module docstring) and log one line."""
+                 mirror: str | os.PathLike | None = None, http_: Http = Http(),
+                 lookup: Callable[[str], Source] | None = None) -> Fetched:
+    """Resolve one source into `data_dir` (see the module docstring) and log one line.
+
+    `lookup`: name -> declared source, for a `kind: build` source's `build_from`."""
     data_dir = Path(data_dir)
     mirror = Path(mirror) if mirror is not None else None
     if mirror is not None and not mirror.is_dir():
@@ -344,6 +385,8 @@ def fetch_source(source: Source, data_dir: str | os.PathLike,
     t0 = time.perf_counter()
     if source.kind == "manual":
         how = _manual(source, data_dir, mirror)
+    elif source.kind == "build":
+        how = _obtain_built(source, data_dir, mirror, http_, lookup)
     elif source.kind == "archive":
         how = _obtain_archive(source, data_dir, mirror, http_)
     elif source.repack and mirror is None:
@@ -379,16 +422,20 @@ def resolve_all(cfg: FetchConfig, data_dir: str | os.PathLike,
                 mirror: str | os.PathLike | None = None,
                 only: Iterable[str] | None = None) -> list[Path]:
     """Resolve the sources (all, or those named in `only`); returns every path produced."""
-    return [p for s in select(cfg, only) for p in fetch_source(s, data_dir, mirror).paths]
+    return [p for s in select(cfg, only)
+            for p in fetch_source(s, data_dir, mirror, lookup=cfg.source).paths]
 
 
 def _relative_outputs(source: Source) -> list[str]:
     return [source.path] + ([source.index_path] if source.index_path else [])
 
 
-def output_paths(cfg: FetchConfig) -> list[str]:
-    """Paths relative to `data/` that fetch writes: each `path`, then its `index_path` if any.
+def output_paths(cfg: FetchConfig, names: Iterable[str] | None = None) -> list[str]:
+    """Paths relative to `data/` that fetch writes: each `path`, then its `index_path` if any
+    (of the sources in `names`, when given; declared order).
 
     A `kind: archive` source's path is a folder (Snakemake: `directory(...)`).
     """
-    return [p for s in cfg.sources for p in _relative_outputs(s)]
+    keep = None if names is None else set(names)
+    return [p for s in cfg.sources if keep is None or s.name in keep
+            for p in _relative_outputs(s)]

@@ -61,7 +61,8 @@ def _registry() -> dict[str, TaskSpec]:
             label_names=_BINARY, glue_labels=_BINARY, metrics=("f1", "accuracy"),
             train_split="train", eval_splits=("dev",), unlabelled_splits=("test",),
             submission_files={"test": "MRPC.tsv"},
-            sources=("glue-mrpc-train", "glue-mrpc-test", "glue-mrpc-dev-ids"),
+            sources=("glue-mrpc-train-tsv", "glue-mrpc-dev-tsv", "glue-mrpc-test-tsv",
+                     "glue-mrpc-dev-ids"),
             sizes={"train": 3_668, "dev": 408, "test": 1_725}, paper={"test/f1": 82.3},
         ),
         TaskSpec(
