@@ -6,7 +6,7 @@ Formats (one reader each; `TaskSpec.loader` picks it):
   `tsv_format` (`scitail`): one record per line, fields split on tabs only. Quotes are text, not
   quoting (MRPC and SST-2 hold unbalanced `"`), so no CSV parser is used; lines end at `\\n`
   only (a stray `\\r` inside a QQP question must not split it). Columns are found by header
-  name; headerless files (CoLA train/dev, SciTail, the QQP subset of the shared sample) get the
+  name; headerless files (CoLA train/dev, SciTail, a headerless QQP copy) get the
   format's fixed column names. A UTF-8 BOM (MRPC) is ignored.
 - SNLI JSON lines (`snli`): gold label `-` (no annotator consensus) is dropped and counted.
 - RACE (`race`): the official folder `<split>/{middle,high}/*.txt`, one JSON file per article
