@@ -13,12 +13,12 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .. import tasks
 from ..config import FinetuneConfig, Holdout, TaskOverride
 from ..errors import GptpipeError
-from ..tasks.loaders import held_ids, load_split, split_ids
+from ..tasks.loaders import LoadReport, held_ids, load_split, split_ids
 from ..tasks.spec import Example, TaskSpec
 
 CAP_SALT = "gptpipe-cap"  # hash salt of the capped subsets: the same for every seed and variant
@@ -140,6 +140,27 @@ def files_read(cfg: FinetuneConfig, task: str, variant: str = "full") -> list[st
     return list(dict.fromkeys(paths))
 
 
+def _read_holdout(spec: TaskSpec, data_root: Path, hold: Holdout, limit: Callable[[str], int],
+                  bad: float,
+                  loaded: dict[str, tuple[list[Example], int]]) -> tuple[LoadReport, str]:
+    """Read a holdout's source split twice, capped: the held-out examples (`to_split`) and the
+    rest (`from_split`), each only if the run uses it; the held-out ids are chosen first from
+    the ids alone. Returns the source's load report and the note saying what was done."""
+    ids, report = split_ids(spec, data_root, hold.from_split, max_malformed_fraction=bad)
+    held = held_ids(ids, hold.fraction)
+    for name, inside in ((hold.to_split, True), (hold.from_split, False)):
+        if limit(name) < 0:
+            continue
+        examples, _ = load_split(spec, data_root, hold.from_split, limit=limit(name),
+                                 keep=lambda ex, inside=inside: (ex.id in held) == inside,
+                                 rank=cap_key, max_malformed_fraction=bad)
+        loaded[name] = examples, len(held) if inside else len(ids) - len(held)
+    note = (f"{hold.to_split} = {len(held)} examples ({hold.fraction:.0%}) of {hold.from_split}, "
+            f"chosen by a hash of their ids; {hold.from_split} keeps the other "
+            f"{len(ids) - len(held)}")
+    return report, note
+
+
 def load_task(cfg: FinetuneConfig, task: str, rec: Recipe, data_root: Path) -> TaskData:
     """Read every split the run needs from `data_root` (laid out like the mirror / `data/`).
 
@@ -163,18 +184,7 @@ def load_task(cfg: FinetuneConfig, task: str, rec: Recipe, data_root: Path) -> T
     for split in steps.read:
         bad = cfg.max_malformed_fraction
         if hold and split == hold.from_split:
-            ids, report = split_ids(spec, data_root, split, max_malformed_fraction=bad)
-            held = held_ids(ids, hold.fraction)
-            for name, inside in ((hold.to_split, True), (split, False)):
-                if limit(name) < 0:
-                    continue
-                examples, _ = load_split(spec, data_root, split, limit=limit(name),
-                                         keep=lambda ex, inside=inside: (ex.id in held) == inside,
-                                         rank=cap_key, max_malformed_fraction=bad)
-                loaded[name] = examples, len(held) if inside else len(ids) - len(held)
-            hold_note = (
-                f"{hold.to_split} = {len(held)} examples ({hold.fraction:.0%}) of {split}, "
-                f"chosen by a hash of their ids; {split} keeps the other {len(ids) - len(held)}")
+            report, hold_note = _read_holdout(spec, data_root, hold, limit, bad, loaded)
         else:
             examples, report = load_split(spec, data_root, split, limit=max(limit(split), 0),
                                           rank=cap_key, max_malformed_fraction=bad)
