@@ -32,9 +32,14 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CHECKSUM_RE = re.compile(r"^(sha256:[0-9a-f]{64}|sha1:[0-9a-f]{40}|md5:[0-9a-f]{32})$")
 
 
-# `kind: build` builders -> how many sources they read (`build_from`, in this order):
-# MRPC train/dev: msr_paraphrase_train.txt, GLUE's dev id list; test: msr_paraphrase_test.txt.
-BUILD_INPUTS = {"glue-mrpc-train": 2, "glue-mrpc-dev": 2, "glue-mrpc-test": 1}
+# `kind: build` builders -> (the split of GLUE's MRPC they write, the inputs they read from the
+# sources in `build_from`, in this order): train/dev read msr_paraphrase_train.txt and GLUE's
+# dev id list, test reads msr_paraphrase_test.txt (gptpipe.fetch.build).
+BUILDERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "glue-mrpc-train": ("train", ("msr_train", "dev_ids")),
+    "glue-mrpc-dev": ("dev", ("msr_train", "dev_ids")),
+    "glue-mrpc-test": ("test", ("msr_test",)),
+}
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,8 @@ class Source:
             raise ValueError("kind 'manual' needs 'instructions' (where to get the file)")
         if (self.kind == "build") != bool(self.builder and self.build_from):
             raise ValueError("kind 'build' needs 'builder' and 'build_from', and only it has them")
-        if self.builder and len(self.build_from) != BUILD_INPUTS[self.builder]:
-            raise ValueError(f"builder {self.builder!r} takes {BUILD_INPUTS[self.builder]} "
+        if self.builder and len(self.build_from) != len(BUILDERS[self.builder][1]):
+            raise ValueError(f"builder {self.builder!r} takes {len(BUILDERS[self.builder][1])} "
                              f"source(s) in build_from, got {len(self.build_from)}")
         if self.kind not in ("manual", "build") and not self.url:
             raise ValueError(f"kind {self.kind!r} needs a 'url'")

@@ -148,3 +148,13 @@ def test_every_stage_has_help(stage):
     res = subprocess.run([sys.executable, "-m", "gptpipe", stage, "--help"],
                          capture_output=True, text=True)
     assert res.returncode == 0 and "--params" in res.stdout
+
+
+def test_every_declarable_builder_has_its_inputs():
+    """`Source.builder`'s allowed values and the table of builders name the same ones."""
+    import typing
+
+    from gptpipe.config import BUILDERS, Source
+
+    literal = typing.get_args(typing.get_type_hints(Source)["builder"])[0]
+    assert set(typing.get_args(literal)) == set(BUILDERS)

@@ -16,7 +16,6 @@ tab-separated fields is an error naming the file and line.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Mapping
 
@@ -27,7 +26,7 @@ MRPC_TEST_HEADER = "index\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
 
 def _rows(path: Path):
     """(line number, the five fields) of each data row; the header line is yielded first."""
-    with io.open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8") as fh:
         yield 1, fh.readline()
         for n, row in enumerate(fh, 2):
             fields = row.strip().split("\t")
@@ -39,7 +38,7 @@ def _rows(path: Path):
 
 def _dev_ids(path: Path) -> set[tuple[str, str]]:
     ids = set()
-    with io.open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8") as fh:
         for n, row in enumerate(fh, 1):
             pair = row.strip().split("\t")
             if len(pair) != 2:
@@ -54,7 +53,7 @@ def build_glue_mrpc(split: str, inputs: Mapping[str, Path], dest: Path) -> None:
     `inputs`: 'msr_train' (msr_paraphrase_train.txt) and 'dev_ids' for train/dev; 'msr_test'
     (msr_paraphrase_test.txt) for test.
     """
-    with io.open(dest, "w", encoding="utf-8", newline="\n") as out:
+    with open(dest, "w", encoding="utf-8", newline="\n") as out:
         if split == "test":
             rows = _rows(inputs["msr_test"])
             next(rows)  # the raw header is replaced by GLUE's

@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..atomic import atomic_path
-from ..config import FetchConfig, Source
+from ..config import BUILDERS, FetchConfig, Source
 from ..errors import GptpipeError
 from ..io import file_digest
 from .build import build_glue_mrpc
@@ -331,12 +331,6 @@ def _manual(source: Source, data_dir: Path, mirror: Path | None) -> str:
     )
 
 
-# builder -> (the keys its `build_from` sources are passed under, in order; the split it writes)
-BUILDERS = {"glue-mrpc-train": (("msr_train", "dev_ids"), "train"),
-            "glue-mrpc-dev": (("msr_train", "dev_ids"), "dev"),
-            "glue-mrpc-test": (("msr_test",), "test")}
-
-
 def _obtain_built(source: Source, data_dir: Path, mirror: Path | None, http_: Http,
                   lookup: Callable[[str], Source] | None) -> str:
     """`kind: build`: cached, else from the mirror, else made from its `build_from` sources
@@ -349,7 +343,7 @@ def _obtain_built(source: Source, data_dir: Path, mirror: Path | None, http_: Ht
     if lookup is None:
         raise GptpipeError(f"source {source.name}: is built from {', '.join(source.build_from)}"
                            ", but they were not given")
-    keys, split = BUILDERS[str(source.builder)]
+    split, keys = BUILDERS[str(source.builder)]
     inputs = {}
     try:
         for key, name in zip(keys, source.build_from):
