@@ -259,7 +259,7 @@ def run_gpu_check(dry_run: bool, batch: int | None) -> None:
     print(f"#### Train-step check: {name}, torch {torch.__version__}\n")
     print(f"Pre-training update, {shape}: {batch} x {cfg.context} tokens, bf16 autocast, "
           "AdamW; MFU over the bf16 dense peak (gptpipe.pretrain.metrics).\n")
-    print("| torch.compile | tokens/s | MFU | peak memory | first step (s) |")
+    print("| torch.compile | tokens/s | MFU | peak memory | first step (s, compiling included) |")
     print("|---|---|---|---|---|")
     print("\n".join(pretrain_rows(cfg, device, batch, steps, repeats, dry_run)), flush=True)
     print(f"\nFine-tuning update, RACE shape (4 choices x {cfg.context} tokens per example, "
