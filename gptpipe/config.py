@@ -65,6 +65,11 @@ class Source:
     # the result must match `checksum`. `instructions`, if set, say how to get it by hand.
     builder: Literal["glue-mrpc-train", "glue-mrpc-dev", "glue-mrpc-test"] | None = None
     build_from: tuple[str, ...] = ()
+    # A second record that agrees with `checksum` for the same URL (or, for a built or sample
+    # file, the independent copy it was compared with), named so a reader can look it up, e.g.
+    # "huggingface/datasets cf0523d datasets/glue/dataset_infos.json". None: unchecked, so the
+    # declared checksum is this project's word alone. fetch ignores it; the report shows it.
+    checked: str | None = None
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -100,6 +105,8 @@ class Source:
             raise ValueError("'index_path' without 'repack' needs 'index_url' to download it from")
         if self.strip_components < 0 or (self.strip_components and self.kind != "archive"):
             raise ValueError("strip_components must be >= 0 and needs kind 'archive'")
+        if self.checked is not None and not self.checked.strip():
+            raise ValueError("'checked' names the record that agrees; leave it out if none")
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ _SPLIT_NOTE = ("Ours: mean ± sample standard deviation over n seeds, measured o
 
 
 _INPUT_HEADERS = {"name": "Name", "role": "Role", "kind": "Kind", "path": "Path under data/",
-                  "checksum": "Checksum", "index_checksum": "Index checksum", "date": "Dump date"}
+                  "checksum": "Checksum", "index_checksum": "Index checksum",
+                  "checked": "Checksum agrees with", "date": "Dump date"}
 
 
 @dataclass(frozen=True)

@@ -67,13 +67,15 @@ def dump_date(path: str) -> str:
 def declared_inputs(fetch: FetchConfig, names: Sequence[str] | None = None
                     ) -> list[dict[str, Any]]:
     """Each source the run read (every declared one when `names` is None): name, role, kind,
-    path under data/, checksum(s), dump date."""
+    path under data/, checksum(s), the second record that agrees with them ("unchecked" when
+    params name none), dump date."""
     rows = []
     for src in fetch.sources:
         if names is not None and src.name not in names:
             continue
         rows.append({"name": src.name, "role": src.role, "kind": src.kind, "path": src.path,
                      "checksum": src.checksum, "index_checksum": src.index_checksum,
+                     "checked": src.checked or "unchecked",
                      "date": dump_date(src.path) if src.role == "dump" else None})
     return rows
 
