@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -23,12 +24,20 @@ import torch.nn.functional as F
 from gptpipe.bpe import tokenizer as bpe
 from gptpipe import vocab
 from gptpipe.io import file_sha256
+from gptpipe import tasks
 from gptpipe.config import BpeConfig, load_params, resolve_section
 from gptpipe.finetune.body import build_gpt, open_body
-from gptpipe.errors import GptpipeError
+from gptpipe.errors import ConfigError, GptpipeError
 from gptpipe.finetune.data import CAP_SALT, Recipe, cap, cap_key, load_task, recipe
+from gptpipe.finetune import loop
 from gptpipe.finetune.loop import collate, length_batches, train
-from gptpipe.finetune.model import TaskModel, lm_loss, task_loss
+from gptpipe.finetune.model import TaskModel, lm_loss, sequences_per_example, task_loss
+from gptpipe.finetune.passes import (
+    examples_per_pass,
+    pass_bytes,
+    passes_per_update,
+    state_bytes,
+)
 from gptpipe.model import GPT, GPTConfig
 from gptpipe.modeldir import save_model_dir
 from gptpipe.finetune import cli as stage
@@ -89,10 +98,12 @@ def _encoded(cfg, task: str, shared_data: Path, tok, n: int = 8):
     return spec, enc
 
 
-def _settings(lm_weight: float = 0.5, epochs: int = 1, lr: float = 1e-3, batch: int = 8):
-    return Recipe(lr=lr, batch=batch, epochs=epochs, warmup_fraction=0.0, lm_weight=lm_weight,
-                  clf_dropout=0.0, grad_clip=1.0, weight_decay=0.0, max_len=64,
-                  max_train_examples=0, max_eval_examples=0, submit=False, pretrained=True)
+def _settings(lm_weight: float = 0.5, epochs: int = 1, lr: float = 1e-3, batch: int = 8,
+              micro_batch: int = 0, weight_decay: float = 0.0):
+    return Recipe(lr=lr, batch=batch, micro_batch=micro_batch, max_tokens_per_pass=8_192,
+                  epochs=epochs, warmup_fraction=0.0, lm_weight=lm_weight, clf_dropout=0.0,
+                  grad_clip=1.0, weight_decay=weight_decay, max_len=64, max_train_examples=0,
+                  max_eval_examples=0, submit=False, pretrained=True)
 
 
 # --------------------------------------------------------------------------- heads and losses
@@ -184,6 +195,106 @@ def test_aux_weight_changes_the_loss(micro_cfg, shared_data, tokenizer):
 
 
 # --------------------------------------------------------------------------- batching, schedule
+
+
+@pytest.mark.parametrize("kind", ["single", "similarity", "regression", "multiple_choice"])
+def test_gradient_accumulation_matches_the_plain_batch(kind, micro_cfg, shared_data, tokenizer,
+                                                       monkeypatch):
+    """Passes of 1 and of 3 examples (8 = 3 + 3 + 2: unequal shares, each pass padded to its own
+    longest sequence) train the same weights as one pass of the whole batch, dropout off.
+
+    With plain SGD in place of AdamW: Adam divides each gradient by its own running scale, so a
+    gradient that is zero in exact arithmetic (the multiple-choice bias, added to every choice
+    alike) is rounding noise in either run that Adam turns into steps as large as the lr."""
+    spec, enc = _encoded(micro_cfg, KINDS[kind], shared_data, tokenizer, n=16)
+    pad = vocab.special_ids(tokenizer).pad
+    monkeypatch.setattr(loop, "adamw", lambda model, lr, weight_decay: torch.optim.SGD(
+        model.parameters(), lr=lr))
+    runs = {}
+    for micro_batch in (0, 1, 3):
+        model = TaskModel(_gpt(tokenizer, dropout=0.0), kind, spec.num_labels,
+                          n_choices=spec.n_choices, clf_dropout=0.0,
+                          generator=torch.Generator().manual_seed(1))
+        start = {k: v.clone() for k, v in model.state_dict().items()}
+        log = train(model, enc, _settings(epochs=2, lr=0.1, micro_batch=micro_batch),
+                    pad_id=pad, generator=torch.Generator().manual_seed(0),
+                    device=torch.device("cpu"))
+        runs[micro_batch] = model.state_dict(), log
+    plain, plain_log = runs[0]
+    assert (plain_log.examples_per_pass, plain_log.passes) == (8, 4)  # 2 epochs x 2 updates
+    assert max((plain[k] - start[k]).abs().max() for k in plain) > 1e-2  # the weights moved
+    for micro_batch, passes in ((1, 32), (3, 12)):
+        weights, log = runs[micro_batch]
+        assert (log.examples_per_pass, log.passes, log.steps) == (micro_batch, passes, 4)
+        for name, value in plain.items():  # fp32 rounding only: ~1e-8 here
+            assert torch.allclose(weights[name], value, rtol=1e-5, atol=1e-6), name
+        assert log.epoch_loss == pytest.approx(plain_log.epoch_loss, rel=1e-5)
+        assert log.epoch_task_loss == pytest.approx(plain_log.epoch_task_loss, rel=1e-5)
+        assert log.epoch_lm_loss == pytest.approx(plain_log.epoch_lm_loss, rel=1e-5)
+
+
+def test_examples_per_pass_from_micro_batch_or_the_token_budget():
+    def knobs(micro_batch: int, max_tokens: int = 8_192) -> SimpleNamespace:
+        return SimpleNamespace(micro_batch=micro_batch, max_tokens_per_pass=max_tokens)
+
+    assert examples_per_pass(32, 1, 512, knobs(0)) == 16  # 16 x 512 = 8,192 tokens
+    assert examples_per_pass(32, 2, 512, knobs(0)) == 8  # similarity, Story Cloze
+    assert examples_per_pass(32, 4, 512, knobs(0)) == 4  # RACE
+    assert examples_per_pass(32, 3, 500, knobs(0)) == 5  # rounded down: 7,500 tokens
+    assert examples_per_pass(32, 4, 512, knobs(0, 1_000)) == 1  # never less than one
+    assert examples_per_pass(8, 1, 64, knobs(0)) == 8  # never more than the batch
+    assert examples_per_pass(32, 4, 512, knobs(6, 1)) == 6  # micro_batch wins over the budget
+    assert examples_per_pass(4, 1, 512, knobs(6)) == 4
+    assert passes_per_update(32, 6) == 6 and passes_per_update(32, 32) == 1
+    with pytest.raises(ValueError, match="max_len"):
+        examples_per_pass(32, 1, 0, knobs(0))
+
+
+def _passes(cfg, task: str) -> tuple[int, int]:
+    """(examples per pass, the batch) of `task`'s recipe."""
+    spec = tasks.get(task)
+    rec = recipe(cfg, spec.name, "full")
+    seqs = sequences_per_example(spec.kind, spec.n_choices)
+    return examples_per_pass(rec.batch, seqs, rec.max_len, rec), rec.batch
+
+
+@pytest.mark.parametrize("scale", ["tiny", "micro"])
+def test_demo_presets_keep_one_pass_per_batch(scale):
+    """The demo's figures stay those of unaccumulated updates: every task it runs fits one pass."""
+    cfg = resolve_section({"scale": scale}, "finetune")
+    for task in {*cfg.tasks, *cfg.ablation_tasks}:
+        per_pass, batch = _passes(cfg, task)
+        assert per_pass == batch, task
+
+
+def test_paper_batch_fits_a_24_gib_gpu_by_the_estimate():
+    """gpt1 scale, the default budget: every paper task's pass (RACE: 4 x 4 x 512 tokens) stays
+    within 60% of a 24 GiB card by `pass_bytes` (the margin the estimate's comment argues)."""
+    cfg = resolve_section({"scale": "gpt1"}, "finetune")
+    shape = GPTConfig.preset("gpt1")
+    per_task = {task: _passes(cfg, task) for task in cfg.tasks}
+    assert per_task["RACE"] == (4, 32) and per_task["SST-2"] == (16, 32)
+    assert per_task["StoryCloze"] == (8, 32)
+    for task, (per_pass, _) in per_task.items():
+        spec = tasks.get(task)
+        tokens = per_pass * sequences_per_example(spec.kind, spec.n_choices) * cfg.max_len
+        need = pass_bytes(tokens, n_layer=shape.n_layer, d_model=shape.d_model,
+                          n_head=shape.n_head, d_ff=shape.d_ff, vocab_size=shape.vocab_size,
+                          seq_len=cfg.max_len) + state_bytes(117_000_000)
+        assert need < 0.6 * 24 * 2**30, task
+    tokens_16k = pass_bytes(16_384, n_layer=12, d_model=768, n_head=12, d_ff=3072,
+                            vocab_size=shape.vocab_size, seq_len=512)
+    assert tokens_16k + state_bytes(117_000_000) > 0.9 * 24 * 2**30  # twice would not do
+
+
+def test_task_override_sets_its_own_micro_batch():
+    cfg = resolve_section({"scale": "gpt1", "finetune": {"overrides": {"RACE": {
+        "micro_batch": 2}}}}, "finetune")
+    assert _passes(cfg, "RACE") == (2, 32) and _passes(cfg, "SST-2") == (16, 32)
+    for bad in ({"micro_batch": -1}, {"overrides": {"RACE": {"micro_batch": -1}}},
+                {"max_tokens_per_pass": 0}):
+        with pytest.raises(ConfigError, match="micro_batch|max_tokens_per_pass"):
+            resolve_section({"scale": "gpt1", "finetune": bad}, "finetune")
 
 
 def test_length_batches_cover_everything_once_and_save_padding():

@@ -2,7 +2,8 @@
 
 Modules: `data` (splits, file overrides, holdouts, caps), `body` (the model folder: tokenizer
 checks, pre-trained or fresh weights), `model` (the GPT body plus a classifier head per input
-transformation, the losses), `loop` (length-bucketed batches, training and prediction),
+transformation, the losses), `loop` (length-bucketed batches, training with gradient
+accumulation, prediction), `passes` (examples per forward pass and their memory estimate),
 `outputs` (metrics, predictions, GLUE submissions), `cli` (`gptpipe finetune`). The tasks
 themselves (loaders, input transformations, metrics, names) are the registry in `gptpipe.tasks`.
 """

@@ -34,6 +34,7 @@ from .body import Body, build_gpt, open_body
 from .data import Recipe, TaskData, load_task, recipe
 from .loop import predict, train
 from .model import TaskModel
+from .passes import examples_per_pass, passes_per_update
 
 NAME = "finetune"
 log = logging.getLogger(__name__)
@@ -86,9 +87,11 @@ def run(cfg: FinetuneConfig, job: Job, model_dir: Path, data_dir: Path, output: 
     autocast, _ = autocast_for(device, cfg.precision)
     torch.manual_seed(job.seed)  # dropout draws from torch's global generator
     model = _task_model(body, spec, rec, job.seed).to(device)
-    log.info("%s/%s/seed%d: %d train examples, %d updates of %d, %s", spec.name, job.variant,
-             job.seed, len(data.train), -(-len(data.train) // rec.batch) * rec.epochs,
-             rec.batch, device)
+    per_pass = examples_per_pass(rec.batch, model.seqs, rec.max_len, rec)
+    log.info("%s/%s/seed%d: %d train examples, %d updates of %d in %d pass(es) of <= %d, %s",
+             spec.name, job.variant, job.seed, len(data.train),
+             -(-len(data.train) // rec.batch) * rec.epochs, rec.batch,
+             passes_per_update(rec.batch, per_pass), per_pass, device)
     train_log = train(model, encoded[str(spec.train_split)], rec, pad_id=body.ids.pad,
                       generator=torch.Generator().manual_seed(job.seed), device=device,
                       autocast=autocast)

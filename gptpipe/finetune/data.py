@@ -34,6 +34,8 @@ class Recipe:
 
     lr: float
     batch: int  # examples per update
+    micro_batch: int  # examples per forward pass; 0 = from max_tokens_per_pass (`passes`)
+    max_tokens_per_pass: int  # padded tokens per forward pass when micro_batch is 0
     epochs: int
     warmup_fraction: float
     lm_weight: float  # λ; 0 for variant `no_aux`

@@ -6,6 +6,9 @@ example). Training draws a seeded shuffle, sorts each pool of `POOL_BATCHES` bat
 cuts it into batches and shuffles the batches; evaluation sorts everything by length and puts
 the predictions back in the input order. The optimizer and the schedule (the paper's linear
 warm-up over `warmup_fraction` of the updates, then linear decay to 0) are `gptpipe.optim`'s.
+
+An update covers a whole batch; when the batch does not fit one forward pass (`passes`), its
+examples run as several passes whose gradients add up to the batch's (gradient accumulation).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ..optim import adamw, linear_lr, set_lr, warmup_updates
 from ..tasks.transforms import Encoded
 from .data import Recipe
 from .model import TaskModel, task_loss
+from .passes import examples_per_pass
 
 POOL_BATCHES = 50  # batches per length-sorted pool while training (randomness vs. padding)
 
@@ -48,6 +52,12 @@ def length_batches(lengths: Sequence[int], batch: int,
         batches += [chunk[i:i + batch] for i in range(0, len(chunk), batch)]
     shuffled = torch.randperm(len(batches), generator=generator).tolist()
     return [batches[i] for i in shuffled]
+
+
+def scored_tokens(encoded: Sequence[Encoded], indices: Sequence[int]) -> int:
+    """Tokens the LM loss scores in these examples (`model.lm_loss`): every real token but the
+    last of each sequence, i.e. the extract position's index."""
+    return sum(p for i in indices for p in encoded[i].extract_positions)
 
 
 def example_lengths(encoded: Sequence[Encoded]) -> list[int]:
@@ -84,6 +94,8 @@ class TrainLog:
     epoch_task_loss: list[float] = field(default_factory=list)
     epoch_lm_loss: list[float] = field(default_factory=list)  # empty when λ = 0
     first_loss: float | None = None  # total loss of the first update
+    examples_per_pass: int = 0  # so an update runs ceil(batch / this) forward passes
+    passes: int = 0  # forward passes run, over all updates
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -94,46 +106,76 @@ def train(model: TaskModel, encoded: Sequence[Encoded], rec: Recipe, *,
           autocast: Autocast = contextlib.nullcontext) -> TrainLog:
     """Fine-tune `model` in place for `rec.epochs` epochs; returns the losses seen.
 
-    Reads the recipe's lr, batch, epochs, warmup_fraction, lm_weight, grad_clip, weight_decay.
+    Reads the recipe's lr, batch, micro_batch, max_tokens_per_pass, max_len, epochs,
+    warmup_fraction, lm_weight, grad_clip, weight_decay.
     """
     lengths = example_lengths(encoded)
     per_epoch = math.ceil(len(encoded) / rec.batch)
     total = per_epoch * rec.epochs
-    log = TrainLog(warmup_steps=warmup_updates(rec.warmup_fraction, total))
+    per_pass = examples_per_pass(rec.batch, model.seqs, rec.max_len, rec)
+    log = TrainLog(warmup_steps=warmup_updates(rec.warmup_fraction, total),
+                   examples_per_pass=per_pass)
     optimizer = adamw(model, lr=rec.lr, weight_decay=rec.weight_decay)
-    with_lm = rec.lm_weight > 0
     model.train()
     t0 = time.perf_counter()
     for _ in range(rec.epochs):
         sums = [0.0, 0.0, 0.0]  # total, task, lm
         batches = length_batches(lengths, rec.batch, generator)
         for indices in batches:
-            ids, extract, labels = collate(encoded, indices, pad_id, device)
             set_lr(optimizer, linear_lr(log.steps, rec.lr, log.warmup_steps, total))
-            with autocast():
-                scores, lm = model(ids, extract, with_lm=with_lm)
-            task = task_loss(model.kind, scores, labels)
-            loss = task + rec.lm_weight * lm if lm is not None else task
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            losses = _accumulate(model, encoded, indices, per_pass, rec.lm_weight,
+                                 pad_id=pad_id, device=device, autocast=autocast)
             if rec.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), rec.grad_clip)
             optimizer.step()
-            value = loss.item()
+            value = losses[0]
             if not math.isfinite(value):
                 raise GptpipeError(f"fine-tuning diverged: loss {value} at update {log.steps}")
             log.first_loss = value if log.first_loss is None else log.first_loss
-            sums[0] += value
-            sums[1] += task.item()
-            sums[2] += lm.item() if lm is not None else 0.0
+            sums = [a + b for a, b in zip(sums, losses)]
             log.steps += 1
             log.examples_seen += len(indices)
+            log.passes += math.ceil(len(indices) / per_pass)
         log.epoch_loss.append(sums[0] / len(batches))
         log.epoch_task_loss.append(sums[1] / len(batches))
-        if with_lm:
+        if rec.lm_weight > 0:
             log.epoch_lm_loss.append(sums[2] / len(batches))
     log.seconds = round(time.perf_counter() - t0, 3)
     return log
+
+
+def _accumulate(model: TaskModel, encoded: Sequence[Encoded], indices: Sequence[int],
+                per_pass: int, lm_weight: float, *, pad_id: int, device: torch.device,
+                autocast: Autocast) -> list[float]:
+    """Forward and backward over the batch `indices` in passes of `per_pass` examples, adding
+    up the gradients; returns the batch's (total, task, LM) losses.
+
+    Each pass's losses are weighted by its share of the batch, so the gradients and losses
+    are the whole batch's in one pass: the task loss (a mean over examples) by its share of
+    the examples, the LM loss (a mean over scored tokens) by its share of the batch's scored
+    tokens (sum of token losses / the batch's token count). The passes keep the batch's
+    examples and order; each is padded to its own longest sequence, which changes only
+    rounding: right padding is hidden from real tokens by the causal mask, never extracted
+    and never scored. With one pass the shares are exactly 1.
+    """
+    with_lm = lm_weight > 0
+    tokens = scored_tokens(encoded, indices) if with_lm else 0
+    seen = torch.zeros(3, device=device)
+    for start in range(0, len(indices), per_pass):
+        part = indices[start:start + per_pass]
+        ids, extract, labels = collate(encoded, part, pad_id, device)
+        with autocast():
+            scores, lm = model(ids, extract, with_lm=with_lm)
+        task = task_loss(model.kind, scores, labels) * (len(part) / len(indices))
+        if lm is None:
+            loss, lm = task, torch.zeros((), device=task.device)
+        else:
+            lm = lm * (scored_tokens(encoded, part) / tokens)
+            loss = task + lm_weight * lm
+        loss.backward()
+        seen += torch.stack([loss.detach(), task.detach(), lm.detach()])
+    return seen.tolist()
 
 
 @torch.no_grad()
