@@ -158,9 +158,7 @@ class FetchConfig:
         """The parts of a packaged corpus (none for `sample`)."""
         if self.corpus == "sample":
             return ()
-        from .fetch.corpora import (
-            part_specs,  # the package data; imported only when chosen
-        )
+        from .corpora import part_specs  # reads the package data: only when chosen
 
         specs = part_specs(self.corpus, self.dump_base_url)
         return tuple(build(Source, spec, f"corpus {self.corpus}: {spec['name']}")

@@ -213,7 +213,7 @@ def corpus_file(fetch_cfg: Any) -> str | None:
     """The packaged corpus file (relative to the project) the parts are declared in."""
     if fetch_cfg.corpus == "sample":
         return None
-    from .fetch.corpora import corpus_file as path_of
+    from .corpora import corpus_file as path_of
 
     return path_of(fetch_cfg.corpus).relative_to(Path(__file__).resolve().parents[1]).as_posix()
 

@@ -28,8 +28,8 @@ from gptpipe.config import (
     resolve_section,
     validate_params,
 )
+from gptpipe.corpora import CORPORA, corpus_file, part_specs
 from gptpipe.errors import ConfigError, GptpipeError
-from gptpipe.fetch.corpora import CORPORA, corpus_file, part_specs
 from gptpipe.fetch.download import Http
 from gptpipe.fetch.sources import fetch_source, select
 
@@ -76,7 +76,7 @@ def test_every_packaged_corpus_is_selectable_and_shipped():
     assert all(corpus_file(name).is_file() for name in CORPORA)
     pyproject = (REPO / "pyproject.toml").read_text()
     assert '[tool.setuptools.package-data]\n' in pyproject
-    assert '\n"gptpipe.fetch.corpora" = ["*.yaml"]\n' in pyproject
+    assert '\n"gptpipe.fetch" = ["corpora/*.yaml"]\n' in pyproject
 
 
 # --------------------------------------------------------------------------- choosing it

@@ -1,4 +1,5 @@
-"""The pre-training corpora `fetch.corpus` can select besides `sample`, one YAML file each.
+"""The pre-training corpora `fetch.corpus` can select besides `sample`, one YAML file each in
+`gptpipe/fetch/corpora/` (package data).
 
 A corpus file lists its dump parts (file name, bytes, sha256), the folder under `data/` (and
 under a mirror) they land in, and the base URL they were published at. They are package data,
@@ -16,7 +17,7 @@ from typing import Any
 
 import yaml
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent / "fetch" / "corpora"
 CORPORA = ("enwiki-20200501",)  # besides `sample` (the role-dump entries of fetch.sources)
 
 
