@@ -50,6 +50,10 @@ class Http:
     backoff_s: float = 2.0  # wait before retry k (k-th failure in a row) is backoff_s * 2**k
 
 
+class SizeMismatch(GptpipeError):
+    """The server sent a whole file of another size than declared."""
+
+
 class _Progress:
     """The bytes of one file so far: its running hash and length, appended to `out`."""
 
@@ -146,10 +150,6 @@ def _fetch_into(url: str, got: _Progress, http_: Http, name: str, size: int | No
         log.warning("%s: %s after %d bytes; retrying in %.1f s%s", url, problem, got.have, wait,
                     f" from byte {got.have}" if got.have else "")
         time.sleep(wait)
-
-
-class SizeMismatch(GptpipeError):
-    """The server sent a whole file of another size than declared."""
 
 
 def _check_size(path: Path, size: int | None, name: str, url: str) -> None:
