@@ -14,6 +14,7 @@ Unknown keys and wrong types are errors that name the key's full path, e.g.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import types
 import typing
@@ -49,6 +50,7 @@ class Source:
     name: str  # unique; also the `ingest` wildcard for dump parts
     path: str  # relative path under `data/` and under the mirror folder
     checksum: str  # "sha256:<hex>" (or sha1:/md5:, as Wikimedia publishes) of the file at `path`
+    size: int | None = None  # bytes of the file at `path`, when known: checked before its checksum
     kind: Literal["file", "archive", "manual", "build"] = "file"
     role: Literal["dump", "task", "other"] = "other"  # dump parts become `ingest` jobs
     url: str | None = None
@@ -107,13 +109,30 @@ class Source:
             raise ValueError("strip_components must be >= 0 and needs kind 'archive'")
         if self.checked is not None and not self.checked.strip():
             raise ValueError("'checked' names the record that agrees; leave it out if none")
+        if self.size is not None and (self.size < 0 or self.kind == "archive" or self.repack):
+            raise ValueError("size must be >= 0, for a file stored as it is (not an archive, "
+                             "not repacked)")
 
 
 @dataclass(frozen=True)
 class FetchConfig:
-    """`fetch`: every input of the pipeline, with its checksum."""
+    """`fetch`: every input of the pipeline, with its checksum.
+
+    The pre-training corpus is `corpus`: `sample` is the `role: dump` entries of `sources` (the
+    demo's 206-page part); any other name is a corpus file of the package
+    (`gptpipe/fetch/corpora/<name>.yaml`: `enwiki-20200501`, the 59 parts of English Wikipedia
+    of 2020-05-01, 18 GB), whose parts then replace those entries. Only the selected corpus's
+    parts are fetched, mirrored and ingested; its parts can be named in `fetch --only`.
+    """
 
     sources: tuple[Source, ...] = ()
+    # The preset chooses it (tiny, micro: sample; gpt1: enwiki-20200501). `sample` here, so that
+    # fetch.sources alone says what a config without a preset fetches.
+    corpus: Literal["sample", "enwiki-20200501"] = "sample"
+    # Where a corpus file's parts are downloaded from: part URL = dump_base_url + "/" + its
+    # file name. null: the URL the corpus file records (Wikimedia's, which no longer serves
+    # 2020 dumps: point this at a copy that does). The sha256 verifies whatever serves them.
+    dump_base_url: str | None = None
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.sources]
@@ -126,16 +145,47 @@ class FetchConfig:
             if bad:
                 raise ValueError(f"source {s.name}: build_from {bad[0]!r} is not a declared "
                                  "source of kind 'file' or 'manual'")
+        if self.dump_base_url is not None and not re.match(r"^(https?|file)://\S+$",
+                                                           self.dump_base_url):
+            raise ValueError(f"dump_base_url {self.dump_base_url!r}: expected an http(s):// "
+                             "or file:// URL")
+        clash = sorted({s.name for s in self.corpus_parts} & set(names))
+        if clash:
+            raise ValueError(f"source {clash[0]}: also a part of corpus {self.corpus}")
+
+    @functools.cached_property
+    def corpus_parts(self) -> tuple[Source, ...]:
+        """The parts of a packaged corpus (none for `sample`)."""
+        if self.corpus == "sample":
+            return ()
+        from .corpora import part_specs  # reads the package data: only when chosen
+
+        specs = part_specs(self.corpus, self.dump_base_url)
+        return tuple(build(Source, spec, f"corpus {self.corpus}: {spec['name']}")
+                     for spec in specs)
 
     @property
     def dump_parts(self) -> tuple[Source, ...]:
-        return tuple(s for s in self.sources if s.role == "dump")
+        """The selected corpus's parts: each is one fetch job and one `ingest` job."""
+        if self.corpus == "sample":
+            return tuple(s for s in self.sources if s.role == "dump")
+        return self.corpus_parts
+
+    @property
+    def active_sources(self) -> tuple[Source, ...]:
+        """What this configuration fetches and mirrors: `sources`, the selected corpus's parts
+        in place of the `role: dump` entries when the corpus is not `sample`."""
+        if self.corpus == "sample":
+            return self.sources
+        return (*self.corpus_parts, *(s for s in self.sources if s.role != "dump"))
 
     def source(self, name: str) -> Source:
-        for s in self.sources:
+        """A declared source or a part of the selected corpus, by name."""
+        for s in (*self.sources, *self.corpus_parts):
             if s.name == name:
                 return s
-        raise ConfigError(f"no source named {name!r} in fetch.sources")
+        raise ConfigError(f"no source named {name!r} in fetch.sources"
+                          + (f" or corpus {self.corpus}" if self.corpus != "sample" else ""))
 
 
 @dataclass(frozen=True)

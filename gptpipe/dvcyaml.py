@@ -58,6 +58,20 @@ def _ingest(cfg: Mapping[str, Any]) -> dict:
     }}
 
 
+def _fetch_dump(fetch: Any) -> dict[str, dict]:
+    """`fetch_dump`: one job per part of a packaged corpus (nothing for `sample`)."""
+    dumps = gw.corpus_dumps(fetch)
+    if not dumps:
+        return {}
+    return {"fetch_dump": {"foreach": {name: {"dump": f"data/{path}"}
+                                       for name, path in dumps.items()}, "do": {
+        "cmd": "python -m gptpipe fetch --params params.yaml --output data --only ${key}",
+        "deps": [str(gw.corpus_file(fetch)), *stage_code("fetch")],
+        "params": _params("fetch_dump"),
+        "outs": ["${item.dump}"],
+    }}}
+
+
 def stages(params: Mapping[str, Any]) -> dict[str, dict]:
     """dvc.yaml's `stages` for `params` (a params.yaml's contents), in DAG order."""
     cfg = gw.validate(params, params)
@@ -74,6 +88,7 @@ def stages(params: Mapping[str, Any]) -> dict[str, dict]:
             "params": _params("fetch"),
             "outs": [f"data/{p}" for p in gw.fetch_outputs(fetch, needed)],
         },
+        **_fetch_dump(fetch),
         "ingest": _ingest(cfg),
         "bpe": {
             "cmd": (f"python -m gptpipe bpe --params params.yaml --ingest {' '.join(ingested)}"

@@ -10,6 +10,11 @@ Layout (`gptpipe.fetch.sources` reads it): a plain file at `DIR/<path>` (and `<i
 checksum before unpacking. `manual` sources cannot be downloaded: they are taken from an
 upstream mirror when one is given, else listed with their instructions (the mirror is then
 incomplete, and `build` says so).
+
+Which pre-training corpus goes in is the configuration's `fetch.corpus` (the preset's: the
+sample at tiny scale, the 18 GB `enwiki-20200501` at `--scale gpt1`); `--corpus NAME` asks
+for another one. Its parts land at `DIR/<path>` (`wikipedia/enwiki-20200501/<file name>`), so
+a folder of parts fetched any other way serves as a mirror once laid out like that.
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ def mirror_source(source: Source, root: Path, upstream: Path | None = None,
 
 def build(cfg: FetchConfig, root: Path, upstream: Path | None = None,
           only: Iterable[str] | None = None, http_: Http = Http()) -> list[Mirrored]:
-    """Mirror the sources (all declared ones, or those in `only`) into `root`.
+    """Mirror the sources (those the configuration fetches, or those in `only`) into `root`.
 
     Raises GptpipeError after trying every source when a manual one is still missing: its
     instructions say where to get it, and the message where to put it.
@@ -105,12 +110,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="the mirror folder (created; sources already there and verified "
                              "are kept)")
     parser.add_argument("--only", action="extend", nargs="+", metavar="NAME", default=None,
-                        help="mirror only these sources (default: every declared one)")
+                        help="mirror only these sources (default: all the configuration fetches)")
+    parser.add_argument("--corpus", default=None, metavar="NAME",
+                        help="the pre-training corpus to mirror (sample or enwiki-20200501; "
+                             "default: fetch.corpus, i.e. the preset's)")
     parser.add_argument("--from", dest="upstream", type=Path, metavar="DIR", default=None,
                         help="copy from this mirror instead of downloading (to extend or "
                              "re-verify a mirror, or to add manual sources placed there)")
 
     def body(args: argparse.Namespace) -> None:
+        if args.corpus is not None:
+            args.set = [*args.set, f"corpus={args.corpus}"]
         build(load_config(args, "fetch"), args.output, upstream=args.upstream, only=args.only)
 
     return run_cli("mirror", argv, parser, body)

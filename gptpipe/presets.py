@@ -34,8 +34,10 @@ _TINY_FINETUNE: dict = {
 }
 
 PRESETS: dict[str, dict[str, dict]] = {
-    "gpt1": {},
+    # The paper's corpus: English Wikipedia (59 dump parts, 18 GB; gptpipe/fetch/corpora).
+    "gpt1": {"fetch": {"corpus": "enwiki-20200501"}},
     "tiny": {
+        "fetch": {"corpus": "sample"},  # the one 206-page dump part declared in params.yaml
         # ~100 articles: hold out ~10% so validation has a few whole articles to score.
         "ingest": {"val_fraction": 0.1, "rows_per_file": 2_000},
         # 4,096 base tokens on 2.65 M characters. 8,192 (PAPER.md, "Seen on this machine") put
@@ -63,6 +65,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         "finetune": _TINY_FINETUNE,
     },
     "micro": {
+        "fetch": {"corpus": "sample"},
         "ingest": {"val_fraction": 0.1, "rows_per_file": 2_000},
         "bpe": {"vocab_size": 1_024},
         "shard": {"context": 64, "samples_per_shard": 512},

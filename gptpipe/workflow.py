@@ -86,7 +86,11 @@ def validate(file_params: Mapping, config: Mapping) -> dict:
 
 # The params sections a stage reads, when not just its own: its DVC `params` (with `scale`) and
 # its rule's `knobs`, so that changing any of them reruns it and nothing else does.
-STAGE_SECTIONS: dict[str, tuple[str, ...]] = {"pretrain": ("model", "pretrain")}
+# `fetch_dump` (one job per part of a packaged corpus, `fetch.corpus`) reads no section: what
+# it writes is fixed by the part's declaration in the corpus file (its dep); where it downloads
+# from (`fetch.dump_base_url`) does not change the verified bytes, so it must not rerun 18 GB.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {"pretrain": ("model", "pretrain"),
+                                              "fetch_dump": ()}
 
 
 def stage_sections(stage: str) -> tuple[str, ...]:
@@ -198,6 +202,22 @@ def pretrain_launcher(resources: Any, via_srun: bool | None = None) -> str:
     return _srun_torchrun(nodes, max(1, gpus // nodes))
 
 
+def corpus_dumps(fetch_cfg: Any) -> dict[str, str]:
+    """Part name -> path under `data/` of each part of the selected packaged corpus (none for
+    `sample`): each is one `fetch_dump` job (`gptpipe fetch --only PART`), so the parts download
+    side by side and each part's ingest starts when its own download is done."""
+    return {s.name: s.path for s in fetch_cfg.corpus_parts}
+
+
+def corpus_file(fetch_cfg: Any) -> str | None:
+    """The packaged corpus file (relative to the project) the parts are declared in."""
+    if fetch_cfg.corpus == "sample":
+        return None
+    from .corpora import corpus_file as path_of
+
+    return path_of(fetch_cfg.corpus).relative_to(Path(__file__).resolve().parents[1]).as_posix()
+
+
 def fetch_outputs(fetch_cfg: Any, names: Any = None) -> list[str]:
     """Relative paths (under `data/`) of every file or folder `fetch` produces (of the sources
     in `names`, when given)."""
@@ -233,8 +253,10 @@ def _provides(source: Any, rel: str) -> bool:
 
 
 def needed_sources(ft_cfg: Any, fetch_cfg: Any) -> list[str]:
-    """Names of the sources this configuration reads, in declaration order: every source that
-    is not a task's, and each task source a configured fine-tuning job reads a file of.
+    """Names of the declared sources the `fetch` job fetches, in declaration order: the `other`
+    ones, the `dump` ones when the corpus is `sample` (a packaged corpus's parts are `fetch_dump`
+    jobs of their own, see `corpus_dumps`), and each task source a configured fine-tuning job
+    reads a file of.
 
     `fetch.sources` declares every task of the paper; a run fetches only what its jobs use, so
     the demo never waits on (or fails for) data it does not touch. Raises ConfigError, before
@@ -252,7 +274,9 @@ def needed_sources(ft_cfg: Any, fetch_cfg: Any) -> list[str]:
                     f"finetune: task {task} reads data/{rel}, which no `fetch.sources` entry "
                     "with role 'task' provides")
             used.update(hits)
-    return [s.name for s in fetch_cfg.sources if s.role != "task" or s.name in used]
+    sample = fetch_cfg.corpus == "sample"
+    return [s.name for s in fetch_cfg.sources
+            if s.role == "other" or (s.role == "dump" and sample) or s.name in used]
 
 
 MANUAL_NOT_RUN = "not run: source needs a manual download"
@@ -323,11 +347,14 @@ def fetch_only_flags(ft_cfg: Any, fetch_cfg: Any) -> str:
 
 def fetch_knobs(file_params: Mapping, config: Mapping) -> str:
     """`knobs` of `fetch`, less the sources this configuration does not read: declaring another
-    task's source does not refetch (and so rerun) everything."""
+    task's source does not refetch (and so rerun) everything. Less `corpus` and
+    `dump_base_url` too: they concern the `fetch_dump` jobs (the job list, and where from)."""
     cfg = validate(file_params, config)
     names = set(needed_sources(cfg["finetune"], cfg["fetch"]))
     knob = json.loads(knobs(file_params, config, "fetch"))
     knob["sources"] = [s for s in knob["sources"] if s["name"] in names]
+    knob.pop("corpus")
+    knob.pop("dump_base_url")
     return json.dumps(knob, sort_keys=True)
 
 

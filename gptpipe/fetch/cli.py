@@ -3,6 +3,11 @@
 Each source lands at `DATA_DIR/<path>` (and `<index_path>`), taken from the mirror when one is
 set (`--mirror DIR`, else `$GPTPIPE_MIRROR`) or downloaded, always checksum-verified; see
 `gptpipe.fetch.sources` for the rules. One log line per source goes to stderr.
+
+Which dump parts are resolved follows `fetch.corpus`: the sample's declared part, or the parts of
+a packaged corpus (`--set corpus=enwiki-20200501`, the gpt1 preset's), which `--only` can also
+name one by one (the workflow runs one `fetch_dump` job per part). A download that was cut off
+resumes from `<path>.part`, in the same run or the next.
 """
 
 from __future__ import annotations
@@ -80,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="local folder laid out like DATA_DIR to copy sources from instead "
                              "of downloading (default: $GPTPIPE_MIRROR, else none)")
     parser.add_argument("--only", action="extend", nargs="+", metavar="NAME", default=None,
-                        help="resolve only these sources (repeatable)")
+                        help="resolve only these sources or parts of the selected corpus "
+                             "(repeatable)")
     parser.add_argument("--skipped", action="extend", nargs="+", metavar="NAME", default=None,
                         help="manual sources left out on purpose (missing; their tasks are "
                              "not run): said in one line, not fetched")

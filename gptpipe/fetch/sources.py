@@ -12,9 +12,11 @@ Where a source comes from (first match wins):
    `MIRROR/<path><ext>` (`ext` one of `ARCHIVE_SUFFIXES`, e.g. `glue/CoLA.zip`; checksum
    verified, then unpacked) or, failing that, as its unpacked folder `MIRROR/<path>/` (copied as
    is: the declared checksum is the archive's, so such a copy is logged as unverified).
-3. **download** of `url` with `urllib` (timeout, a few retries on connection errors and 5xx,
-   none on 4xx), streamed into a temporary sibling of the destination and renamed into place only
-   after its checksum matched: a partial or wrong download never sits at the final path.
+3. **download** of `url` with `urllib` (`gptpipe.fetch.download`: timeout, retries with
+   backoff on connection errors and 5xx, none on 4xx; a dropped connection resumes with a
+   `Range` request). A plain file is streamed into `<path>.part`, which survives a killed run
+   (the next one resumes it), and renamed into place only after its size (when declared) and
+   checksum matched: a partial or wrong download never sits at the final path.
 
 Kinds: `build` is made from other sources (`gptpipe.fetch.build`: GLUE's MRPC files from the
 MSRP downloads) when neither `DATA_DIR` nor the mirror has it, and checked against its checksum;
@@ -30,15 +32,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import http.client
 import logging
 import os
 import shutil
 import sys
 import tarfile
 import time
-import urllib.error
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -46,29 +45,18 @@ from typing import BinaryIO, Callable, Iterable
 
 from tqdm import tqdm
 
-from .. import __version__
 from ..atomic import atomic_path
 from ..config import BUILDERS, FetchConfig, Source
 from ..errors import GptpipeError
 from ..io import file_digest
 from .build import build_glue_mrpc
+from .download import CHUNK, Http, download, download_resumable
 from .multistream import repack_multistream
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20  # bytes per read while copying, downloading and hashing
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
 MARKER = ".gptpipe-source"  # in an unpacked archive folder: the archive checksum, one line
-USER_AGENT = f"gptpipe/{__version__} (GPT-1 reproduction; python-urllib)"
-
-
-@dataclass(frozen=True)
-class Http:
-    """Network behaviour of downloads (runtime concerns, so not in params.yaml)."""
-
-    timeout_s: float = 60.0  # per connect and per read
-    retries: int = 2  # extra attempts after a connection error, a timeout or an HTTP 5xx
-    backoff_s: float = 2.0  # wait before retry k is backoff_s * 2**k
 
 
 @dataclass(frozen=True)
@@ -97,9 +85,14 @@ def _check(actual_hex: str, spec: str, name: str, origin: str | Path) -> None:
         )
 
 
-def _is_cached(path: Path, spec: str, name: str) -> bool:
-    """True when `path` holds `spec`; a wrong file is logged (the caller replaces it)."""
+def _is_cached(path: Path, spec: str, name: str, size: int | None = None) -> bool:
+    """True when `path` holds `spec` (and `size` bytes, when given: checked first, as it costs
+    no read); a wrong file is logged (the caller replaces it)."""
     if not path.is_file():
+        return False
+    if size is not None and path.stat().st_size != size:
+        log.warning("%s: %s has %d bytes, expected %d: replacing it", name, path,
+                    path.stat().st_size, size)
         return False
     actual = f"{_algo(spec)}:{file_digest(path, _algo(spec))}"
     if actual == spec:
@@ -126,54 +119,27 @@ def _pump(src: BinaryIO, dst: BinaryIO, algo: str, total: int | None, label: str
 def _copy_file(src: Path, dst: Path, algo: str) -> str:
     """Copy bytes only (no permissions: mirrors are often read-only); returns the hex digest."""
     with open(src, "rb") as fin, open(dst, "wb") as fout:
-        return _pump(fin, fout, algo, None, src.name)
-
-
-def download(url: str, dst: Path, algo: str, http_: Http = Http(), name: str = "") -> str:
-    """Stream `url` into `dst`; returns its hex digest. Errors name the source `name` and URL."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    for attempt in range(http_.retries + 1):
-        try:
-            with urllib.request.urlopen(request, timeout=http_.timeout_s) as resp, \
-                    open(dst, "wb") as out:
-                length = resp.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
-                digest = _pump(resp, out, algo, total, name or url.rsplit("/", 1)[-1])
-                if total is not None and out.tell() != total:
-                    raise http.client.IncompleteRead(b"", total - out.tell())
-                return digest
-        except urllib.error.HTTPError as exc:
-            problem = f"HTTP {exc.code} {exc.reason}"
-            if exc.code < 500:  # the server answered: retrying will not help
-                raise GptpipeError(f"source {name}: download failed: {url}: {problem}") from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError,
-                http.client.HTTPException) as exc:
-            problem = str(getattr(exc, "reason", None) or exc) or type(exc).__name__
-        if attempt < http_.retries:
-            wait = http_.backoff_s * 2**attempt
-            log.warning("%s: %s; retrying in %.1f s", url, problem, wait)
-            time.sleep(wait)
-    raise GptpipeError(
-        f"source {name}: download failed: {url}: {problem} (after {http_.retries + 1} tries)"
-    )
+        return _pump(fin, fout, algo, src.stat().st_size, src.name)
 
 
 def _obtain(rel: str, spec: str, url: str | None, data_dir: Path, mirror: Path | None,
-            name: str, http_: Http) -> str:
-    """One plain file into `data_dir/rel`: 'cached', 'mirror' or 'download'."""
+            name: str, http_: Http, size: int | None = None) -> str:
+    """One plain file into `data_dir/rel`: 'cached', 'mirror' or 'download' (resumable)."""
     dest = data_dir / rel
-    if _is_cached(dest, spec, name):
+    if _is_cached(dest, spec, name, size):
         return "cached"
-    origin = _in_mirror(mirror, rel, name) if mirror is not None else url
-    if origin is None:
-        raise GptpipeError(f"source {name}: no url for {rel} and no mirror set")
+    if mirror is None:
+        if url is None:
+            raise GptpipeError(f"source {name}: no url for {rel} and no mirror set")
+        download_resumable(url, dest, spec, http_, name, size)
+        return "download"
+    origin = _in_mirror(mirror, rel, name)
+    if size is not None and origin.stat().st_size != size:
+        raise GptpipeError(f"source {name}: {origin} has {origin.stat().st_size} bytes, "
+                           f"expected {size}")
     with atomic_path(dest) as tmp:
-        if isinstance(origin, Path):
-            digest = _copy_file(origin, tmp, _algo(spec))
-        else:
-            digest = download(origin, tmp, _algo(spec), http_, name)
-        _check(digest, spec, name, origin)
-    return "mirror" if mirror is not None else "download"
+        _check(_copy_file(origin, tmp, _algo(spec)), spec, name, origin)
+    return "mirror"
 
 
 def _in_mirror(mirror: Path, rel: str, name: str) -> Path:
@@ -387,7 +353,7 @@ def fetch_source(source: Source, data_dir: str | os.PathLike,
         how = _obtain_repacked(source, data_dir, http_)
     else:
         how = _obtain(source.path, source.checksum, source.url, data_dir, mirror, source.name,
-                      http_)
+                      http_, source.size)
         if source.index_path:
             index_how = _obtain(source.index_path, str(source.index_checksum), source.index_url,
                                 data_dir, mirror, f"{source.name} (index)", http_)
@@ -406,16 +372,17 @@ def resolve(source: Source, data_dir: str | os.PathLike, mirror: str | os.PathLi
 
 
 def select(cfg: FetchConfig, only: Iterable[str] | None = None) -> list[Source]:
-    """The sources named in `only` (all, in declared order, when None); unknown names fail."""
+    """The sources named in `only` (unknown names fail), else those the configuration fetches
+    (`cfg.active_sources`: the selected corpus's parts, then the other sources)."""
     if only is None:
-        return list(cfg.sources)
+        return list(cfg.active_sources)
     return [cfg.source(name) for name in dict.fromkeys(only)]
 
 
 def resolve_all(cfg: FetchConfig, data_dir: str | os.PathLike,
                 mirror: str | os.PathLike | None = None,
                 only: Iterable[str] | None = None) -> list[Path]:
-    """Resolve the sources (all, or those named in `only`); returns every path produced."""
+    """Resolve the sources (as `select` picks them); returns every path produced."""
     return [p for s in select(cfg, only)
             for p in fetch_source(s, data_dir, mirror, lookup=cfg.source).paths]
 
@@ -426,10 +393,10 @@ def _relative_outputs(source: Source) -> list[str]:
 
 def output_paths(cfg: FetchConfig, names: Iterable[str] | None = None) -> list[str]:
     """Paths relative to `data/` that fetch writes: each `path`, then its `index_path` if any
-    (of the sources in `names`, when given; declared order).
+    (of the sources in `names`, when given, else of those `select` gives; declared order).
 
     A `kind: archive` source's path is a folder (Snakemake: `directory(...)`).
     """
-    keep = None if names is None else set(names)
-    return [p for s in cfg.sources if keep is None or s.name in keep
+    keep = {s.name for s in select(cfg)} if names is None else set(names)
+    return [p for s in (*cfg.corpus_parts, *cfg.sources) if s.name in keep
             for p in _relative_outputs(s)]

@@ -2,6 +2,7 @@
 # The logic lives in gptpipe.workflow (unit-tested); this file only binds it to `config`.
 
 import os
+import re
 import sys
 
 from gptpipe import workflow as gw
@@ -13,10 +14,17 @@ FILE_PARAMS = load_params(PARAMS_FILE)
 # Fails here, naming the key, before any job runs.
 CFG = gw.validate(FILE_PARAMS, config)
 PARTS = [s.name for s in CFG["fetch"].dump_parts]
+# The parts of a packaged corpus (`fetch.corpus` other than sample): one `fetch_dump` job each,
+# all in one folder. With `sample`, none: the `fetch` job fetches the sample's part.
+CORPUS_DUMPS = gw.corpus_dumps(CFG["fetch"])
+CORPUS_FILE = gw.corpus_file(CFG["fetch"])
+DUMP_FOLDERS = {os.path.dirname(p) for p in CORPUS_DUMPS.values()}
+assert len(DUMP_FOLDERS) <= 1, DUMP_FOLDERS
+DUMP_FOLDER = DUMP_FOLDERS.pop() if DUMP_FOLDERS else "wikipedia"
 
 
 wildcard_constraints:
-    part="|".join(PARTS) if PARTS else "^$",
+    part="|".join(map(re.escape, PARTS)) if PARTS else "^$",
 
 
 def all_cores():
@@ -69,6 +77,20 @@ def fetch_extra():
     )
     mirror = config.get("mirror")
     return f"--mirror {mirror} {flags}".strip() if mirror else flags
+
+
+def fetch_dump_extra():
+    """`--mirror` and `--scale/--set` flags of a `fetch_dump` job (as `fetch_extra`, without
+    the `--only` and `--skipped` of the `fetch` job)."""
+    mirror = config.get("mirror")
+    return " ".join(
+        f for f in (f"--mirror {mirror}" if mirror else "", overrides("fetch")) if f
+    )
+
+
+def fetch_dump_inputs():
+    """The corpus file the parts are declared in, and the fetch code."""
+    return [CORPUS_FILE, *code("fetch")] if CORPUS_FILE else code("fetch")
 
 
 # What `fetch` writes under data/ for those sources.

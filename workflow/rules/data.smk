@@ -1,4 +1,5 @@
-# The data half: fetch -> ingest{part} -> bpe -> shard. Thin shell rules over `gptpipe <stage>`.
+# The data half: fetch (and fetch_dump{part}) -> ingest{part} -> bpe -> shard. Thin shell rules
+# over `gptpipe <stage>`.
 # Stages use every core they are given (CPU affinity), so `threads:` only tells the scheduler;
 # command lines stay identical to dvc.yaml's.
 
@@ -15,6 +16,24 @@ rule fetch:
         extra=fetch_extra(),
     shell:
         "python -m gptpipe fetch --params params.yaml --output data {params.extra} 2> {log}"
+
+
+# One job per part of a packaged corpus (`fetch.corpus`), none with the sample (whose one part
+# the `fetch` job fetches). An interrupted download resumes from data/<path>.part on the rerun.
+rule fetch_dump:
+    input:
+        fetch_dump_inputs(),
+    output:
+        f"data/{DUMP_FOLDER}/{{part}}.bz2",
+    log:
+        "results/logs/fetch/{part}.log",
+    wildcard_constraints:
+        part="|".join(map(re.escape, CORPUS_DUMPS)) if CORPUS_DUMPS else "(?!)",
+    params:
+        extra=fetch_dump_extra(),
+    shell:
+        "python -m gptpipe fetch --params params.yaml --output data --only {wildcards.part}"
+        " {params.extra} 2> {log}"
 
 
 rule ingest:
