@@ -333,3 +333,16 @@ def test_a_part_without_index_goes_through_ingest(shared_data, tmp_path):
     stats = json.loads((out / "stats.json").read_text())
     assert stats["pages_kept"] > 50, stats
     assert list(out.glob("part-*.parquet"))
+
+
+def test_the_report_lists_the_corpus_parts_it_read():
+    """At gpt1 the report's provenance names the 59 parts (with their dump date), not the
+    sample the run never read."""
+    from gptpipe.report.provenance import declared_inputs
+
+    fetch = fetch_cfg("gpt1")
+    rows = declared_inputs(fetch, ["glue-sst2"])
+    dumps = [r for r in rows if r["role"] == "dump"]
+    assert len(dumps) == 59 and {r["date"] for r in dumps} == {"2020-05-01"}
+    assert [r["name"] for r in rows if r["role"] != "dump"] == ["glue-sst2"]
+    assert "enwiki-sample" not in {r["name"] for r in rows}

@@ -70,8 +70,10 @@ def declared_inputs(fetch: FetchConfig, names: Sequence[str] | None = None
     path under data/, checksum(s), the second record that agrees with them ("unchecked" when
     params name none), dump date."""
     rows = []
-    for src in fetch.sources:
-        if names is not None and src.name not in names:
+    # A packaged corpus's parts (fetch_dump jobs) are read whenever it is selected.
+    parts = {s.name for s in fetch.corpus_parts}
+    for src in (*fetch.corpus_parts, *fetch.sources):
+        if names is not None and src.name not in names and src.name not in parts:
             continue
         rows.append({"name": src.name, "role": src.role, "kind": src.kind, "path": src.path,
                      "checksum": src.checksum, "index_checksum": src.index_checksum,
