@@ -9,6 +9,14 @@
 # the stage still fails the job.)
 # Checkpoints live outside the declared output, because Snakemake and DVC remove a job's outputs
 # before running it again: a rerun resumes from them.
+# Time limits: a cluster caps a job's runtime, and paper-scale pre-training on a few GPUs runs
+# longer. Inside a SLURM job the stage stops `pretrain.time_limit_margin` seconds before the
+# limit, after a checkpoint, with a non-zero status; a job that SLURM kills at the limit fails too
+# (TIMEOUT). `retries` resubmits the job either way, and each attempt resumes from the newest
+# checkpoint. Capped, so that a real bug is not resubmitted onto GPUs again and again: 3 retries
+# give 4 time limits in all, after which the same command again resumes (or raise it here; the
+# directive wins over `--retries`). It applies to local runs too, where a failure is retried 3
+# times, each from the last checkpoint. dvc.yaml has no retries: `dvc repro` again resumes.
 
 
 rule pretrain:
@@ -23,6 +31,7 @@ rule pretrain:
     benchmark:
         "results/benchmarks/pretrain.tsv"
     threads: all_cores()
+    retries: 3
     resources:
         gpu=0,
         nodes=1,
