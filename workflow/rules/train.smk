@@ -30,8 +30,12 @@ rule pretrain:
         "results/logs/pretrain.log",
     benchmark:
         "results/benchmarks/pretrain.tsv"
+    # Only where jobs are submitted: inside a job (Snakemake's `--mode remote` job step) the
+    # directive would override the `--retries 0` the executor passes there, and the job would
+    # rerun within its own allocation, into the same time limit
+    # (snakemake-executor-plugin-slurm#284).
+    retries: 0 if workflow.remote_exec else 3
     threads: all_cores()
-    retries: 3
     resources:
         gpu=0,
         nodes=1,
