@@ -290,6 +290,10 @@ class PretrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present, else CPU
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA with bf16
     compile: bool = False  # torch.compile the model (GPU; minutes of compile time first)
+    # Inside a SLURM job: seconds before the job's time limit at which training saves a
+    # checkpoint and exits (status 75) for the rerun to resume; room for the updates up to the
+    # next metric line and one checkpoint. 0: train on until SLURM kills the job at its limit.
+    time_limit_margin: int = 600
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.eps <= 0:
@@ -304,6 +308,8 @@ class PretrainConfig:
             raise ValueError("warmup_updates and eval_tokens must be >= 0")
         if min(self.eval_every, self.log_every, self.checkpoint_every, self.keep_checkpoints) < 1:
             raise ValueError("eval_every, log_every, checkpoint_every, keep_checkpoints >= 1")
+        if self.time_limit_margin < 0:
+            raise ValueError("time_limit_margin must be >= 0 (seconds; 0 turns it off)")
 
 
 VARIANTS = ("full", "no_aux", "no_pretrain")  # the paper's Table 5 rows we reproduce

@@ -59,19 +59,23 @@ def node_limits() -> tuple[int, int]:
 LOCAL_THREADS = {"ingest": 2, "bpe": 1, "shard": 2, "pretrain": 2, "finetune": 1}
 
 
-def fitted_overrides(proj: Path) -> list[str]:
+def fitted_overrides(proj: Path, threads: dict[str, int] | None = None,
+                     resources: dict[str, dict] | None = None) -> list[str]:
     """Command-line flags fitting the profile to the one test node: every `set-resources` entry
     kept, but capped to what the node has (a request larger than every node is never
     scheduled), the local run's thread counts, and a bundle of fine-tuning jobs capped to the
     node's CPUs, GPUs and memory (its jobs then take turns inside the allocation). On the
-    CPU the fake GPUs change nothing but the process count, kept at the local run's one."""
+    CPU the fake GPUs change nothing but the process count, kept at the local run's one.
+    `threads` (rule -> count) and `resources` (rule -> {key: value}) replace entries of those."""
     profile = yaml.safe_load((proj / PROFILE / "config.yaml").read_text())
     assert set(profile["set-threads"]) <= set(LOCAL_THREADS), "a threaded rule the test lacks"
     cpus, mem = node_limits()
+    counts = {**LOCAL_THREADS, **(threads or {})}
     flags = ["--cores", str(cpus), "--resources", f"gpu={FAKE_GPUS}", f"mem_mb={mem // 2}",
              "--set-resource-scopes", "gpu=local",
-             "--set-threads", *(f"{r}={n}" for r, n in LOCAL_THREADS.items()),
+             "--set-threads", *(f"{r}={n}" for r, n in counts.items()),
              "--set-resources"]
+    fitted: dict[str, dict] = {}
     for rule, res in profile["set-resources"].items():
         for key, value in res.items():
             if key == "mem_mb":
@@ -80,14 +84,19 @@ def fitted_overrides(proj: Path) -> list[str]:
                 value = min(value, 30)
             elif key == "gpu":  # one GPU each: pre-training then starts one process, as locally
                 value = min(value, 1)
-            flags.append(f"{rule}:{key}={value}")
-    return flags
+            fitted.setdefault(rule, {})[key] = value
+    for rule, res in (resources or {}).items():
+        fitted.setdefault(rule, {}).update(res)
+    return flags + [f"{rule}:{key}={value}" for rule, res in fitted.items()
+                    for key, value in res.items()]
 
 
 def slurm_snakemake(proj: Path, *args: str, env: dict | None = None, check: bool = True,
-                    popen: bool = False):
+                    popen: bool = False, threads: dict[str, int] | None = None,
+                    resources: dict[str, dict] | None = None):
     """`snakemake --workflow-profile workflow/profiles/slurm ARGS` in `proj`, as a user of a small
-    cluster types it (the profile's requests fitted to the node), under `timeout -s KILL`.
+    cluster types it (the profile's requests fitted to the node, `threads` and `resources` as
+    `fitted_overrides` takes them), under `timeout -s KILL`.
 
     Status comes from `squeue` (the test cluster keeps no accounting database; finished jobs
     stay in squeue for its MinJobAge), checked 2 s after submission rather than the profile's 20,
@@ -95,7 +104,7 @@ def slurm_snakemake(proj: Path, *args: str, env: dict | None = None, check: bool
     cmd = ["timeout", "-s", "KILL", str(KILL_AFTER_S), *SNAKEMAKE,
            "--workflow-profile", PROFILE, "--slurm-status-command", "squeue",
            "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs",
-           *args, *fitted_overrides(proj)]  # ARGS first: the overrides end in a list flag
+           *args, *fitted_overrides(proj, threads, resources)]  # ARGS first: a list flag ends it
     if popen:
         return subprocess.Popen(cmd, cwd=proj, env=user_env(env), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)

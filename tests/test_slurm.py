@@ -12,6 +12,7 @@ DVC stage that calls Snakemake with the profile works the same way. Every comman
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -24,9 +25,10 @@ from pathlib import Path
 import pytest
 
 from procs import children, gone
-from slurm_runs import queued, slurm_logs, slurm_snakemake, submissions
+from slurm_runs import KILL_AFTER_S, queued, slurm_logs, slurm_snakemake, submissions
 from workflow_projects import (
     DVC, WALL_SECONDS, clone, finetune_figures, job_counts, pretrain_figures, project_copy, run,
+    snakemake,
 )
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -215,3 +217,120 @@ def test_the_srun_launcher_spans_the_allocation(slurm_cluster, tmp_path):
     ranks = sorted(f.read_text() for f in tmp_path.glob("rank*.txt"))
     assert [r.rsplit(" master", 1)[0] for r in ranks] == [
         "rank 0 of 2 sum 1", "rank 1 of 2 sum 1"], text + repr(ranks)
+
+
+# ------------------------------------------------------------------------------ time limits
+# Pre-training longer than its job's time limit, both ways it ends on a cluster, each through
+# the `pretrain` rule's `retries`, resuming from a checkpoint, with the weights of a run that
+# never stopped. Two projects cloned from the local baseline (only `pretrain` reruns, for the
+# `--config` below) run side by side, one CPU each:
+#  - "stop": a 5-minute limit, less than the default time_limit_margin (600 s), so the job
+#    checkpoints and stops itself at its first metric line (update 5 of 10); the next finishes.
+#  - "kill": margin 0 (off) and a 1-minute limit, at which SLURM kills the job (TIMEOUT). Once
+#    the first checkpoint exists the test pauses the training (SIGSTOP): a run longer than its
+#    limit without burning a CPU for a minute, and whatever the machine's speed.
+TIME_LIMIT_RUNS = {"stop": ("pretrain={updates: 10}", 5),
+                   "kill": ("pretrain={updates: 40, time_limit_margin: 0}", 1)}
+
+
+def _pretrain_processes(proj: Path) -> list[int]:
+    """The launcher and training processes (`... -m gptpipe pretrain ...`) running in `proj`."""
+    found = []
+    for pid in _processes_in(proj):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (b"gptpipe", b"pretrain") in itertools.pairwise(argv):
+            found.append(pid)
+    return found
+
+
+def _pause_after_checkpoint(proj: Path, proc: subprocess.Popen, lines: list[str]) -> list[int]:
+    """SIGSTOP `proj`'s training once its run's first checkpoint (update 10) is complete."""
+    ck = proj / "results/checkpoints/pretrain"
+    before = {p.name for p in ck.iterdir()} if ck.is_dir() else set()
+    deadline = time.monotonic() + 300
+    while not [m for m in ck.glob("*/step-00000010/meta.json") if m.parts[-3] not in before]:
+        assert proc.poll() is None, "".join(lines)[-3000:]
+        assert time.monotonic() < deadline, "pretrain wrote no checkpoint on the cluster"
+        time.sleep(0.05)
+    paused = _pretrain_processes(proj)
+    for pid in paused:
+        os.kill(pid, signal.SIGSTOP)
+    assert paused and not (proj / "results/pretrain").exists(), "it finished before the pause"
+    return paused
+
+
+@pytest.fixture(scope="module")
+def time_limit_runs(slurm_cluster, micro_smk, tmp_path_factory, mirror_env):
+    """name -> (project, Snakemake's output, the figures of the same run done locally, the
+    processes paused), for the two runs of TIME_LIMIT_RUNS."""
+    base = tmp_path_factory.mktemp("time-limit")
+    one_cpu = {"pretrain": 1}  # both fit the 2-CPU test node at once
+    procs, lines, pumps = {}, {}, []
+    for name, (config, minutes) in TIME_LIMIT_RUNS.items():
+        proj = clone(micro_smk, base / name)
+        procs[name] = slurm_snakemake(proj, "results/pretrain", "--config", config,
+                                      env=mirror_env, popen=True, threads=one_cpu,
+                                      resources={"pretrain": {"runtime": minutes}})
+        lines[name] = []
+        pumps.append(threading.Thread(target=lambda p=procs[name], out=lines[name]: out.extend(
+            iter(p.stdout.readline, "")), daemon=True))
+        pumps[-1].start()
+    try:
+        paused = _pause_after_checkpoint(base / "kill", procs["kill"], lines["kill"])
+        # The uninterrupted runs, locally, with the same thread count, while SLURM works.
+        local = clone(micro_smk, base / "local")
+        figures = {}
+        for name, (config, _) in TIME_LIMIT_RUNS.items():
+            snakemake(local, "results/pretrain", "--set-threads", "pretrain=1", config=(config,),
+                      env=mirror_env)
+            figures[name] = pretrain_figures(local)
+        for proc in procs.values():
+            proc.wait(timeout=KILL_AFTER_S)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    for pump in pumps:
+        pump.join(timeout=10)
+    return {name: (base / name, "".join(lines[name]), figures[name],
+                   paused if name == "kill" else []) for name in TIME_LIMIT_RUNS}
+
+
+def _time_limit_checks(run: tuple, first_state: str) -> tuple[Path, str, int]:
+    """What both runs must show: submissions that ended in `first_state` (two, unless the
+    machine is slow enough for the second to run out of time as well), then one that resumed
+    and completed with the uninterrupted run's curve and weights; (project, output, first job's
+    id)."""
+    proj, out, local, _ = run
+    jobs = submissions(out).get("rule_pretrain", [])
+    assert 2 <= len(jobs) <= 4, out[-4000:]  # at most 3 retries
+    assert queued(jobs) == {**dict.fromkeys(jobs[:-1], first_state), jobs[-1]: "COMPLETED"}, \
+        out[-4000:]
+    assert "Trying to restart job" in out
+    # Resubmitted, not rerun inside the allocation that ran out of time.
+    logs = proj / ".snakemake/slurm_logs/rule_pretrain"
+    assert not any("Trying to restart" in (logs / f"{j}.log").read_text() for j in jobs)
+    assert pretrain_figures(proj) == local  # curve, final figures, weights' sha256
+    return proj, out, jobs[0]
+
+
+def test_time_limit_stop_before_the_limit_resubmits_and_resumes(time_limit_runs):
+    proj, _, first = _time_limit_checks(time_limit_runs["stop"], "FAILED")
+    log = (proj / f".snakemake/slurm_logs/rule_pretrain/{first}.log").read_text()
+    # The job read its limit from squeue with only $SLURM_JOB_ID (the job step removes the rest).
+    assert f"SLURM job {first} has " in log and "no more than pretrain.time_limit_margin " \
+        "(600 s)" in log, log[-3000:]
+    assert "stopped after update 5 of 10, 600 s before the SLURM job's time limit" in log, \
+        log[-3000:]
+    assert "exitcode  : 75" in log  # the training's status, under torchrun's failure report
+    assert json.loads((proj / "results/pretrain/metrics.json").read_text())["resumed_from"] == 5
+
+
+def test_time_limit_kill_by_slurm_resubmits_and_resumes(time_limit_runs):
+    proj, out, _ = _time_limit_checks(time_limit_runs["kill"], "TIMEOUT")
+    assert gone(time_limit_runs["kill"][3]), "the paused training outlived its job"
+    resumed = json.loads((proj / "results/pretrain/metrics.json").read_text())["resumed_from"]
+    assert resumed in (10, 20, 30), out[-3000:]

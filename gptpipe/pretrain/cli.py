@@ -9,6 +9,10 @@ per logged update), metrics.json (final figures) and config.json (the resolved c
 more than one GPU visible (or $GPTPIPE_NPROC > 1) it re-executes itself under
 `torch.distributed.run`, one process per device. A rerun resumes from the newest good
 checkpoint of the same config and data under --checkpoints.
+
+Inside a SLURM job it stops pretrain.time_limit_margin seconds before the job's time limit,
+after saving a checkpoint, with exit status 75 (under torchrun, each worker's; torchrun itself
+then exits 1): the rerun resumes there.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ..config import (
     resolve_section,
 )
 from . import distributed as dd
+from .deadline import EXIT_CODE, TimeLimitStop
 from .run import Paths, run
 
 NAME = "pretrain"
@@ -78,4 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         _relaunch_if_wanted(argv, cfg)
         run(model_cfg, cfg, Paths(args.shards, args.tokenizer, args.checkpoints, args.output))
 
-    return run_cli(NAME, argv, parser, body)
+    try:
+        return run_cli(NAME, argv, parser, body)
+    except TimeLimitStop:  # not an error: rank 0 has logged where it stopped and why
+        return EXIT_CODE

@@ -24,6 +24,7 @@ from ..errors import GptpipeError
 from ..optim import cosine_lr, set_lr
 from . import distributed as dd
 from .checkpoint import Checkpoints, Restored
+from .deadline import NEVER, Deadline, TimeLimitStop, stop_now
 from .metrics import MetricsLog, Progress, mfu
 from .schedule import RunShape
 
@@ -81,6 +82,7 @@ class Trainer:
     autocast: Autocast = contextlib.nullcontext
     clock: Clock = field(default_factory=Clock)
     last_checkpoint: str | None = None
+    deadline: Deadline = NEVER  # rank 0's: when to checkpoint and stop before the job's limit
 
     # ----------------------------------------------------------------- state
 
@@ -128,7 +130,11 @@ class Trainer:
             last = done == self.shape.updates
             record = {"step": done, "tokens": done * self.shape.batch_tokens, "lr": lr,
                       "loss": loss, "grad_norm": grad_norm}
-            save = done % self.cfg.checkpoint_every == 0 or last
+            # Time to stop for the job's limit? Asked (by all ranks together) only where a
+            # metric line falls anyway, so that the resumed run logs the same curve.
+            stop = (not last and done % self.cfg.log_every == 0
+                    and stop_now(self.deadline, self.env.device))
+            save = done % self.cfg.checkpoint_every == 0 or last or stop
             if done % self.cfg.eval_every == 0 or last:
                 final = self._validate(record, full=last)
             # A window never spans a checkpoint, so a resumed run logs the same lines.
@@ -138,6 +144,10 @@ class Trainer:
             self.progress.update(done, record["loss"], lr, record.get("tokens_per_s"))
             if save:
                 self._checkpoint(done)
+            if stop:
+                self.progress.close()
+                raise TimeLimitStop.at(done, self.shape.updates, self.deadline,
+                                       self.last_checkpoint, self.env.is_main)
         self.progress.close()
         return final
 

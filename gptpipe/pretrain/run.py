@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -24,13 +25,14 @@ from ..optim import adamw
 from . import data
 from . import distributed as dd
 from .checkpoint import Checkpoints, check_dir
+from .deadline import NEVER, TimeLimitStop, from_slurm
 from .loop import Trainer, evaluate_lm, mean_mfu
 from .metrics import MetricsLog, Progress, peak_flops
 from .schedule import RunShape, run_shape
 
 # Knobs that change what is watched, not what is learned: a resumed run may change them.
 OBSERVING = ("eval_every", "eval_tokens", "log_every", "checkpoint_every", "keep_checkpoints",
-             "compile")
+             "compile", "time_limit_margin")
 log = logging.getLogger(__name__)
 
 
@@ -77,12 +79,20 @@ def run(model_cfg: ModelConfig, cfg: PretrainConfig, paths: Paths) -> dict:
         logging.getLogger().setLevel(logging.WARNING)
     try:
         return _run(model_cfg, cfg, paths, env, wall0)
+    except TimeLimitStop as stop:
+        if stop.main:
+            log.warning("%s", stop)
+        # Once one rank exits, torchrun ends the others: none goes before rank 0 has said why.
+        dd.barrier()
+        raise
     finally:
         dd.shutdown()
 
 
 def _run(model_cfg: ModelConfig, cfg: PretrainConfig, paths: Paths, env: dd.DistEnv,
          wall0: float) -> dict:
+    # Rank 0 alone asks SLURM, once, and decides for every rank when to stop.
+    deadline = from_slurm(cfg.time_limit_margin, os.environ) if env.is_main else NEVER
     check_dir(paths.checkpoints)
     info = data.open_data(paths.shards, paths.tokenizer)
     gpt = GPTConfig(vocab_size=info.vocab_size, context=info.context, **to_dict(model_cfg))
@@ -95,6 +105,7 @@ def _run(model_cfg: ModelConfig, cfg: PretrainConfig, paths: Paths, env: dd.Dist
                         cfg.keep_checkpoints, env)
     restored = store.restore(model, optimizer)
     trainer = _trainer(model, optimizer, shape, cfg, env, info, store, restored)
+    trainer.deadline = deadline
     start = trainer.resume(restored) if restored else 0
     _log_start(gpt, shape, env, model, start)
     try:

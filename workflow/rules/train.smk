@@ -9,6 +9,14 @@
 # the stage still fails the job.)
 # Checkpoints live outside the declared output, because Snakemake and DVC remove a job's outputs
 # before running it again: a rerun resumes from them.
+# Time limits: a cluster caps a job's runtime, and paper-scale pre-training on a few GPUs runs
+# longer. Inside a SLURM job the stage stops `pretrain.time_limit_margin` seconds before the
+# limit, after a checkpoint, with a non-zero status; a job that SLURM kills at the limit fails too
+# (TIMEOUT). `retries` resubmits the job either way, and each attempt resumes from the newest
+# checkpoint. Capped, so that a real bug is not resubmitted onto GPUs again and again: 3 retries
+# give 4 time limits in all, after which the same command again resumes (or raise it here; the
+# directive wins over `--retries`). It applies to local runs too, where a failure is retried 3
+# times, each from the last checkpoint. dvc.yaml has no retries: `dvc repro` again resumes.
 
 
 rule pretrain:
@@ -22,6 +30,11 @@ rule pretrain:
         "results/logs/pretrain.log",
     benchmark:
         "results/benchmarks/pretrain.tsv"
+    # Only where jobs are submitted: inside a job (Snakemake's `--mode remote` job step) the
+    # directive would override the `--retries 0` the executor passes there, and the job would
+    # rerun within its own allocation, into the same time limit
+    # (snakemake-executor-plugin-slurm#284).
+    retries: 0 if workflow.remote_exec else 3
     threads: all_cores()
     resources:
         gpu=0,
