@@ -51,8 +51,11 @@ INGEST_SETS = ("val_fraction=0.01", "split_salt=rehearsal-2")
 BPE_SETS = ("style=gpt1", f"vocab_size={V}", "min_frequency=1")
 # 2 slots of 1 sequence per update (batch_tokens / context / micro_batch), one per rank;
 # eval_every stays at its default (1,000), past the run: only the final validation happens.
+# A checkpoint (1.4 GB: weights and AdamW's moments) takes seconds: the straight run writes
+# only the final one, the run to be killed one per update (an observing knob: the trajectory
+# does not depend on it, which the resume test checks too).
 PRETRAIN_SETS = (f"updates={UPDATES}", f"batch_tokens={2 * CONTEXT}", "micro_batch=1",
-                 "checkpoint_every=1", "keep_checkpoints=2", "log_every=1", "device=cpu")
+                 "keep_checkpoints=2", "log_every=1", "device=cpu")
 # One task per input transformation of the paper's Figure 1 (and STS-B's regression head):
 # the sample has Story Cloze, so multiple choice runs on real data too.
 FINETUNE_TASKS = {"SST-2": "single", "RTE": "pair", "MRPC": "similarity",
@@ -102,16 +105,17 @@ def chain(shared_data, tmp_path_factory, ledger) -> Path:
     ok(ledger.run("shard (context 512)", gptpipe(
         "shard", "--ingest", str(base / "ingest"), "--tokenizer",
         str(base / "bpe/tokenizer.json"), "--output", str(base / "shard")), env(), 300), "shard")
-    ok(ledger.run("pretrain 3 updates, 2 ranks", pretrain_cmd(base, base / "straight"),
+    ok(ledger.run("pretrain 3 updates, 2 ranks", pretrain_cmd(
+        base, base / "straight", f"checkpoint_every={UPDATES}"),
                   env(GPTPIPE_NPROC="2"), 600), "pretrain")
     return base
 
 
-def pretrain_cmd(base: Path, run: Path) -> list[str]:
+def pretrain_cmd(base: Path, run: Path, checkpoint_every: str) -> list[str]:
     return gptpipe("pretrain", "--shards", str(base / "shard"),
                    "--tokenizer", str(base / "bpe/tokenizer.json"),
                    "--checkpoints", str(run / "ck"), "--output", str(run / "out"),
-                   sets=PRETRAIN_SETS)
+                   sets=(*PRETRAIN_SETS, checkpoint_every))
 
 
 def curve(run: Path) -> list[dict]:
@@ -193,13 +197,15 @@ def test_rehearsal_pretrain_runs_gpt1_on_two_processes(chain):
         assert math.isfinite(x["loss"]) and abs(x["loss"] - math.log(V + SPECIALS)) < 0.5
         assert math.isfinite(x["grad_norm"]) and x["grad_norm"] > 0
     assert math.isfinite(figures["val_loss"]) and figures["resumed_from"] is None
+    steps = sorted(p.name for p in (chain / "straight/ck").glob("*/step-*"))
+    assert steps == [f"step-{UPDATES:08d}"]  # checkpoint_every = the run: the final one only
 
 
 def test_rehearsal_kill_and_resume_gives_the_straight_run(chain, tmp_path, ledger):
     """SIGKILL the process group (launcher and both ranks) once update 1's checkpoint exists;
     the rerun resumes and ends with the straight run's curve and weights, bit for bit."""
     run = tmp_path / "killed"
-    cmd = pretrain_cmd(chain, run)
+    cmd = pretrain_cmd(chain, run, "checkpoint_every=1")
     # Measured from pytest: its CPU seconds leave out the killed ranks (never reaped here).
     with ledger.measure("pretrain killed after update 1"):
         kill_after_checkpoint(cmd, run / "ck", env(GPTPIPE_NPROC="2"), last_step=UPDATES,
