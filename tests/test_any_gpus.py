@@ -13,9 +13,8 @@ import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from pretrain_data import pretrain_cmd, run
+from safetensors.torch import load_file
 
 SETS = ("slots=64", "batch_tokens=4096", "micro_batch=8", "updates=4", "warmup_updates=1",
         "eval_every=4", "log_every=1", "checkpoint_every=2", "keep_checkpoints=4",
