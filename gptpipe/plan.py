@@ -6,6 +6,12 @@ length, fine-tuning jobs) plus two figures a params file cannot know: the throug
 with (a model FLOPs utilisation on a named GPU, or tokens/s measured by
 `benchmarks/train_step.py`) and the corpus size (tokens after `shard`; the run's own
 `results/shard/manifest.json` once it exists).
+
+`--gpus N` checks the pre-training layout for N processes before anything is submitted (the
+ConfigError `gptpipe pretrain` would stop with when N does not divide `pretrain.slots`) and
+shows it: slots and sequences per GPU, forward passes per update, and the peak GPU memory of
+one step (`gptpipe/memory.py`). Fine-tuning: per task, its forward pass (examples per pass from
+`finetune.passes`) with its peak memory, and the GPU-hours of every job.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from .cli import run_cli
 from .config import SCALES, FinetuneConfig, load_params, to_dict, validate_params
 from .errors import ConfigError
 from .finetune.data import recipe
+from .finetune.model import sequences_per_example
+from .finetune.passes import examples_per_pass
 from .memory import GIB, step_memory
 from .model import N_SPECIAL, GPTConfig
 from .pretrain.metrics import peak_flops
@@ -139,30 +147,6 @@ def estimate(cfg: Mapping[str, Any], throughput: Throughput = Throughput(),
 # --------------------------------------------------------------------------- fine-tuning
 
 
-def seqs_per_example(spec: tasks.TaskSpec) -> int:
-    """Sequences one example runs through the network (paper §3.3): similarity tasks both
-    orders, multiple choice one per choice, everything else one."""
-    if spec.kind == "multiple_choice":
-        return int(spec.n_choices or 1)
-    return 2 if spec.kind in ("similarity", "regression") else 1
-
-
-def finetune_examples_per_pass(ft: FinetuneConfig, batch: int, seqs: int, max_len: int) -> int:
-    """Examples in one forward pass of fine-tuning: `finetune.micro_batch`, else as many as
-    `finetune.max_tokens_per_pass` holds at `max_len` (at least 1), at most the batch.
-
-    Until those knobs exist in FinetuneConfig, a whole batch per pass (what fine-tuning does
-    now). The finetune package's own function of this rule replaces this one once it lands.
-    """
-    micro = getattr(ft, "micro_batch", 0)
-    budget = getattr(ft, "max_tokens_per_pass", 0)
-    if micro:
-        return min(micro, batch)
-    if budget:
-        return min(batch, max(1, budget // (seqs * max_len)))
-    return batch
-
-
 def train_examples(spec: tasks.TaskSpec, ft: FinetuneConfig, cap: int) -> int:
     """Published examples of the training split after the config's holdout and cap."""
     split = spec.train_split or ""
@@ -187,8 +171,8 @@ def finetune_plan(cfg: Mapping[str, Any], shape: GPTConfig, params: int, flops_p
     rows = []
     for task, n_jobs in jobs.items():
         spec, rec = tasks.get(task), recipe(ft, task, "full")
-        seqs = seqs_per_example(spec)
-        per_pass = finetune_examples_per_pass(ft, rec.batch, seqs, rec.max_len)
+        seqs = sequences_per_example(spec.kind, spec.n_choices)
+        per_pass = examples_per_pass(rec.batch, seqs, rec.max_len, rec)
         memory, flash = (step_memory(shape, params, per_pass * seqs, rec.max_len, ft.precision,
                                      attention_matrices=plain) for plain in (True, False))
         length = min(TOKENS_PER_SEQUENCE.get(task, rec.max_len), rec.max_len)
@@ -236,30 +220,30 @@ def render(figures: Mapping[str, Any], scale: str) -> str:
     f, lay, mem = figures, figures["layout"], figures["pretrain_memory"]
     rows = [
         ("scale", scale),
-        ("model", f"{f['parameters']:,} parameters, {f['flops_per_token'] / 1e9:,.2f} GFLOP "
-                  "per token (forward + backward)"),
-        ("pre-training", f"{f['pretrain_tokens']:,} tokens = {f['updates']:,} updates of "
-                         f"{f['batch_tokens']:,}; {f['pretrain_flops']:.2e} FLOP"),
-        ("layout", f"{_n(lay['slots'], 'slot')} x {_n(lay['seqs_per_slot'], 'sequence')} per "
-                   f"update; on {_n(f['gpus'], 'GPU')} {_n(lay['slots_per_gpu'], 'slot')} = "
-                   f"{_n(lay['seqs_per_gpu'], 'sequence')} per GPU in "
-                   f"{_n(lay['passes'], 'forward pass')}{'es' if lay['passes'] > 1 else ''} "
-                   f"of <= {lay['micro_batch']} (pretrain.micro_batch)"),
-        ("GPU memory", f"~{_gib(mem['total'])} per GPU while pre-training (weights, grads, "
-                       f"AdamW {_gib(mem['states'] + mem['copies'])}; activations "
-                       f"{_gib(mem['activations'])}; logits {_gib(mem['logits'])}), "
-                       f"~{_gib(f['pretrain_memory_flash'])} when SDPA's flash kernel keeps "
-                       "no attention matrices (CUDA, bf16); estimates: gptpipe/memory.py"),
+        ("model", (f"{f['parameters']:,} parameters, {f['flops_per_token'] / 1e9:,.2f} GFLOP "
+                   "per token (forward + backward)")),
+        ("pre-training", (f"{f['pretrain_tokens']:,} tokens = {f['updates']:,} updates of "
+                          f"{f['batch_tokens']:,}; {f['pretrain_flops']:.2e} FLOP")),
+        ("layout", (f"{_n(lay['slots'], 'slot')} x {_n(lay['seqs_per_slot'], 'sequence')} per "
+                    f"update; on {_n(f['gpus'], 'GPU')} {_n(lay['slots_per_gpu'], 'slot')} = "
+                    f"{_n(lay['seqs_per_gpu'], 'sequence')} per GPU in "
+                    f"{_n(lay['passes'], 'forward pass')}{'es' if lay['passes'] > 1 else ''} "
+                    f"of <= {lay['micro_batch']} (pretrain.micro_batch)")),
+        ("GPU memory", (f"~{_gib(mem['total'])} per GPU while pre-training (weights, grads, "
+                        f"AdamW {_gib(mem['states'] + mem['copies'])}; activations "
+                        f"{_gib(mem['activations'])}; logits {_gib(mem['logits'])}), "
+                        f"~{_gib(f['pretrain_memory_flash'])} when SDPA's flash kernel keeps "
+                        "no attention matrices (CUDA, bf16); estimates: gptpipe/memory.py")),
         ("throughput", f["throughput"]),
-        ("GPU-hours", f"{_hours(f['gpu_hours'])} ({_hours(f['wall_hours'])} h wall on "
-                      f"{_n(f['gpus'], 'GPU')}, pre-training only)"),
-        ("checkpoint", f"{_size(f['checkpoint_bytes'])} each (weights + AdamW moments); the "
-                       f"final model {_size(f['model_bytes'])}"),
-        ("fine-tuning", f"{f['finetune_jobs']} jobs (task x variant x seed): "
-                        f"{_gpu_time(f['finetune_gpu_hours'])} of training at the FLOP/s above "
-                        "(short sequences often run slower); per task, a forward pass of "
-                        "examples x sequences of <= max_len tokens and its peak memory "
-                        "(plain / flash attention), then the training cost of one job"),
+        ("GPU-hours", (f"{_hours(f['gpu_hours'])} ({_hours(f['wall_hours'])} h wall on "
+                       f"{_n(f['gpus'], 'GPU')}, pre-training only)")),
+        ("checkpoint", (f"{_size(f['checkpoint_bytes'])} each (weights + AdamW moments); the "
+                        f"final model {_size(f['model_bytes'])}")),
+        ("fine-tuning", (f"{f['finetune_jobs']} jobs (task x variant x seed): "
+                         f"{_gpu_time(f['finetune_gpu_hours'])} of training at the FLOP/s above "
+                         "(short sequences often run slower); per task, a forward pass of "
+                         "examples x sequences of <= max_len tokens and its peak memory "
+                         "(plain / flash attention), then the training cost of one job")),
     ]
     for t in f["finetune"]:
         rows.append((f"  {t['task']}", (
@@ -269,9 +253,9 @@ def render(figures: Mapping[str, Any], scale: str) -> str:
             f"{t['epochs']} epochs x {t['seqs_per_example']} x ~{t['tokens_per_seq']} tokens: "
             f"{_gpu_time(t['gpu_hours_per_job'])} x {_n(t['jobs'], 'job')}")))
     if "corpus_tokens" in f:
-        rows.append(("shards", f"{f['shards']:,} shards, {_size(f['shard_bytes'])} for "
-                               f"{f['corpus_tokens']:,} corpus tokens ({f['epochs']:.1f} "
-                               "epochs of it)"))
+        rows.append(("shards", (f"{f['shards']:,} shards, {_size(f['shard_bytes'])} for "
+                                f"{f['corpus_tokens']:,} corpus tokens ({f['epochs']:.1f} "
+                                "epochs of it)")))
     else:
         rows.append(("shards", "corpus size unknown: give --corpus-tokens (or run `shard`)"))
     # The data half's rows (ingest / bpe / shard CPU-hours, BPE memory) go here.

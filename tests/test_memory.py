@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,13 +11,7 @@ from gptpipe import tasks
 from gptpipe.config import load_params, validate_params
 from gptpipe.memory import activation_bytes, logits_bytes, step_memory
 from gptpipe.model import GPT, GPTConfig
-from gptpipe.plan import (
-    Throughput,
-    estimate,
-    finetune_examples_per_pass,
-    seqs_per_example,
-    train_examples,
-)
+from gptpipe.plan import Throughput, estimate, train_examples
 from gptpipe.workflow import finetune_jobs
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
@@ -60,22 +53,6 @@ def test_activation_estimate_is_close_to_what_autograd_keeps():
     assert sum(kept.values()) == pytest.approx(estimate_, rel=0.15)
 
 
-@pytest.mark.parametrize("task, seqs", [("SST-2", 1), ("RTE", 1), ("MRPC", 2), ("STS-B", 2),
-                                        ("QQP", 2), ("RACE", 4), ("StoryCloze", 2)])
-def test_sequences_per_example(task, seqs):
-    assert seqs_per_example(tasks.get(task)) == seqs
-
-
-def test_examples_per_pass_follow_the_finetune_knobs():
-    knobs = SimpleNamespace(micro_batch=0, max_tokens_per_pass=16_384)
-    assert finetune_examples_per_pass(knobs, 32, 4, 512) == 8  # RACE: 16,384 // (4 x 512)
-    assert finetune_examples_per_pass(knobs, 32, 1, 128) == 32  # capped at the batch
-    assert finetune_examples_per_pass(SimpleNamespace(micro_batch=0, max_tokens_per_pass=100),
-                                      32, 4, 512) == 1  # never less than one example
-    assert finetune_examples_per_pass(SimpleNamespace(micro_batch=3), 32, 4, 512) == 3
-    assert finetune_examples_per_pass(SimpleNamespace(), 32, 4, 512) == 32  # a whole batch
-
-
 def test_train_examples_apply_holdout_and_cap():
     cfg = validate_params(PARAMS | {"scale": "gpt1"})["finetune"]
     assert train_examples(tasks.get("StoryCloze"), cfg, 0) == 1_497  # 1,871 less 20% held out
@@ -86,12 +63,23 @@ def test_train_examples_apply_holdout_and_cap():
     assert train_examples(tasks.get("QNLI"), tiny, 256) == 256
 
 
+def test_a_task_override_of_micro_batch_reaches_the_plan():
+    cfg = validate_params(PARAMS | {"scale": "gpt1", "finetune": {
+        "overrides": {"RACE": {"micro_batch": 2}}}})
+    rows = {t["task"]: t for t in estimate(cfg)["finetune"]}
+    assert rows["RACE"]["examples_per_pass"] == 2 and rows["SST-2"]["examples_per_pass"] == 16
+
+
 def test_every_finetune_job_is_costed():
     cfg = validate_params(PARAMS | {"scale": "gpt1"})
     f = estimate(cfg, Throughput(tokens_per_s=100_000.0), gpus=8)
     rows = {t["task"]: t for t in f["finetune"]}
     assert f["finetune_jobs"] == len(finetune_jobs(cfg["finetune"])) == 87
     assert set(rows) == set(cfg["finetune"].tasks)
+    # sequences per example, and examples per pass from finetune.max_tokens_per_pass 8,192
+    assert {t: (rows[t]["seqs_per_example"], rows[t]["examples_per_pass"])
+            for t in ("SST-2", "MRPC", "STS-B", "RACE", "StoryCloze")} == {
+        "SST-2": (1, 16), "MRPC": (2, 8), "STS-B": (2, 8), "RACE": (4, 4), "StoryCloze": (2, 8)}
     race = rows["RACE"]
     assert (race["seqs_per_example"], race["max_len"], race["epochs"]) == (4, 512, 3)
     flops_per_s = 100_000.0 * f["flops_per_token"]  # the planned throughput, as FLOP/s
@@ -101,6 +89,6 @@ def test_every_finetune_job_is_costed():
     assert race["gpu_hours_per_job"] == pytest.approx(hours)
     assert race["gpu_hours"] == pytest.approx(hours * race["jobs"])
     assert f["finetune_gpu_hours"] == pytest.approx(sum(t["gpu_hours"] for t in rows.values()))
-    # RACE's passes hold 4 sequences an example: twice Story Cloze's activations per example
-    assert race["memory_bytes"] > rows["StoryCloze"]["memory_bytes"] > rows["SST-2"][
-        "memory_bytes"]
+    # max_tokens_per_pass sizes every task's pass to 8,192 padded tokens: the same peak
+    assert rows["SST-2"]["memory_bytes"] == rows["StoryCloze"]["memory_bytes"] == race[
+        "memory_bytes"] < f["pretrain_memory"]["total"] * 2
