@@ -82,14 +82,16 @@ def test_gpt1_layout_gives_the_same_run_on_1_2_and_4_processes(runs):
 
 def test_checkpoint_on_2_processes_resumes_on_1(runs, tmp_path, micro):
     """Take the 2-process run's checkpoint of update 2 (its later one removed, as if it had
-    stopped there) and finish on one process: the weights of the uninterrupted runs."""
+    stopped there) and finish on one process, in passes of 16 sequences instead of 8 (a GPU of
+    another size): the weights of the uninterrupted runs."""
     resumed = tmp_path / "resumed"
     shutil.copytree(runs / "p2/ck", resumed / "ck")
     (run_dir,) = (resumed / "ck").iterdir()
     shutil.rmtree(run_dir / "step-00000004")
-    res = _train(micro, resumed, 1)
+    res = _train(micro, resumed, 1, "micro_batch=16")
     assert "step-00000002 (update 2)" in res.stderr
     assert "resuming on 1 processes a run saved by 2" in res.stderr
+    assert "64 sequences per process in 4 forward pass(es)" in res.stderr
     figures = json.loads((resumed / "out/metrics.json").read_text())
     assert figures["resumed_from"] == 2 and figures["processes"] == 1
     _assert_same_weights(runs / "p1" / WEIGHTS, resumed / WEIGHTS)
