@@ -272,8 +272,13 @@ class PretrainConfig:
     tokens: int = 110_000_000_000
     updates: int = 0
     batch_tokens: int = 32_768  # tokens per update over all processes: 64 x 512 in the paper
-    # Sequences per forward pass. Each micro-batch slot reads its own slice of the shards, so
-    # the data order depends on this and the batch, never on how many processes share them.
+    # Data-order units per update: each slot reads its own slice of the shards and gives
+    # batch_tokens / context / slots sequences to every update. The data order depends on this
+    # and the batch, never on the process count, which must divide it: 64 (one sequence per
+    # slot) lets 1, 2, 4, ... 64 processes run the same run.
+    slots: int = 64
+    # At most this many sequences per forward pass (gradient accumulation over the rest): it
+    # bounds GPU memory and does not change the data order or, beyond float rounding, updates.
     micro_batch: int = 64
     weight_decay: float = 0.01  # decoupled (AdamW), on matrices only
     beta1: float = 0.9
@@ -302,8 +307,8 @@ class PretrainConfig:
             raise ValueError("beta1 and beta2 must be in [0, 1)")
         if self.updates < 0 or self.tokens < 0 or max(self.updates, self.tokens) == 0:
             raise ValueError("set a run length: updates > 0 or tokens > 0")
-        if min(self.batch_tokens, self.micro_batch, self.shuffle_buffer) < 1:
-            raise ValueError("batch_tokens, micro_batch and shuffle_buffer must be >= 1")
+        if min(self.batch_tokens, self.slots, self.micro_batch, self.shuffle_buffer) < 1:
+            raise ValueError("batch_tokens, slots, micro_batch and shuffle_buffer must be >= 1")
         if self.warmup_updates < 0 or self.eval_tokens < 0:
             raise ValueError("warmup_updates and eval_tokens must be >= 0")
         if min(self.eval_every, self.log_every, self.checkpoint_every, self.keep_checkpoints) < 1:

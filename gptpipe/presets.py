@@ -59,7 +59,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         # and 400 x 2,048: lr 1e-3 with 30 warm-up updates stays at the unigram level, 2e-3
         # too; 1e-3 with a long warm-up learns): half the run in warm-up is the safe side.
         "pretrain": {"lr": 1e-3, "warmup_updates": 400, "tokens": 0, "updates": 800,
-                     "batch_tokens": 512, "micro_batch": 4, "eval_every": 200,
+                     "batch_tokens": 512, "slots": 1, "micro_batch": 4, "eval_every": 200,
                      "eval_tokens": 16_384, "log_every": 20, "checkpoint_every": 200,
                      "keep_checkpoints": 2},
         "finetune": _TINY_FINETUNE,
@@ -72,7 +72,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         # Milliseconds per update: 2 slots of 4 x 64-token sequences, 30 updates.
         "model": {"n_layer": 2, "n_head": 2, "d_model": 64, "d_ff": 256},
         "pretrain": {"lr": 1e-3, "warmup_updates": 5, "tokens": 0, "updates": 30,
-                     "batch_tokens": 512, "micro_batch": 4, "shuffle_buffer": 64,
+                     "batch_tokens": 512, "slots": 2, "micro_batch": 4, "shuffle_buffer": 64,
                      "eval_every": 10, "eval_tokens": 2_048, "log_every": 5,
                      "checkpoint_every": 10, "keep_checkpoints": 2},
         # Two tasks and one ablation run, tens of examples: the workflow tests' DAG.

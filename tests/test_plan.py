@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gptpipe.config import load_params, validate_params
+from gptpipe.config import ConfigError, load_params, validate_params
 from gptpipe.plan import CHECKPOINT_BYTES_PER_PARAM, Throughput, estimate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +21,9 @@ def test_gpt1_cost_follows_from_the_papers_shape_and_a_stated_throughput():
     cfg = validate_params(PARAMS | {"scale": "gpt1"})
     f = estimate(cfg, Throughput("H100", 0.5), gpus=32)
     assert f["parameters"] == 116_534_784 + 5 * 768  # the paper's model + our 5 special tokens
-    assert f["pretrain_tokens"] == cfg["pretrain"].tokens
+    # the tokens rounded up to whole updates, as `pretrain` trains them
+    assert f["pretrain_tokens"] == f["updates"] * 32_768
+    assert 0 <= f["pretrain_tokens"] - cfg["pretrain"].tokens < 32_768
     hours = f["pretrain_tokens"] * f["flops_per_token"] / (0.5 * 989e12) / 3600
     assert f["gpu_hours"] == pytest.approx(hours) and f["wall_hours"] == pytest.approx(hours / 32)
     assert f["checkpoint_bytes"] == CHECKPOINT_BYTES_PER_PARAM * f["parameters"]
@@ -49,11 +51,50 @@ def test_cli_prints_the_plan(micro, tmp_path):
     shards, _ = micro
     res = subprocess.run([sys.executable, "-m", "gptpipe", "plan", "--params",
                           str(REPO / "params.yaml"), "--scale", "gpt1", "--gpus", "32",
-                          "--shards", str(shards), "--json"], capture_output=True, text=True)
+                          "--shards", str(shards), "--json"], check=False,
+                         capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     f = json.loads(res.stdout)
     assert f["gpus"] == 32 and f["shards"] >= 1 and math.isfinite(f["gpu_hours"])
     res = subprocess.run([sys.executable, "-m", "gptpipe", "plan", "--params",
                           str(REPO / "params.yaml"), "--scale", "gpt1"],
-                         capture_output=True, text=True)
+                         check=False, capture_output=True, text=True)
     assert res.returncode == 0 and "GPU-hours" in res.stdout and "checkpoint" in res.stdout
+
+
+@pytest.mark.parametrize("gpus", [1, 2, 4, 8, 16, 32])
+def test_gpt1_layout_is_checked_and_shown_for_every_gpu_count(gpus):
+    f = estimate(validate_params(PARAMS | {"scale": "gpt1"}), gpus=gpus)
+    assert f["layout"] == {"slots": 64, "seqs_per_slot": 1, "slots_per_gpu": 64 // gpus,
+                           "seqs_per_gpu": 64 // gpus, "passes": 1, "micro_batch": 64}
+    mem = f["pretrain_memory"]
+    assert mem["total"] == mem["states"] + mem["copies"] + mem["activations"] + mem["logits"]
+    assert f["pretrain_memory_flash"] < mem["total"]
+
+
+def test_a_gpu_count_that_does_not_divide_the_slots_fails_before_anything_runs():
+    cfg = validate_params(PARAMS | {"scale": "gpt1"})
+    with pytest.raises(ConfigError, match="pretrain.slots 64 .* over 3 processes"):
+        estimate(cfg, gpus=3)
+    res = subprocess.run([sys.executable, "-m", "gptpipe", "plan", "--params",
+                          str(REPO / "params.yaml"), "--scale", "gpt1", "--gpus", "48"],
+                         check=False, capture_output=True, text=True)
+    assert res.returncode == 1 and "pretrain.slots 64" in res.stderr
+    assert "48 processes" in res.stderr and not res.stdout
+
+
+def test_micro_batch_splits_a_gpus_share_into_passes_and_bounds_memory():
+    cfg = validate_params(PARAMS | {"scale": "gpt1", "pretrain": {"micro_batch": 8}})
+    one, big = estimate(cfg, gpus=1), estimate(validate_params(PARAMS | {"scale": "gpt1"}),
+                                               gpus=1)
+    assert one["layout"]["passes"] == 8 and one["layout"]["seqs_per_gpu"] == 64
+    # activations and logits scale with the pass, the states do not
+    assert one["pretrain_memory"]["activations"] * 8 == big["pretrain_memory"]["activations"]
+    assert one["pretrain_memory"]["states"] == big["pretrain_memory"]["states"]
+
+
+@pytest.mark.parametrize("scale, gpus", [("gpt1", 8), ("micro", 2), ("tiny", 1)])
+def test_without_gpus_the_plan_takes_the_most_up_to_8_the_slots_allow(scale, gpus):
+    assert estimate(validate_params(PARAMS | {"scale": scale}))["gpus"] == gpus
+    with pytest.raises(ConfigError, match="at least one"):
+        estimate(validate_params(PARAMS | {"scale": scale}), gpus=0)

@@ -4,7 +4,8 @@
       step-00000120/
         model.safetensors             the model's state dict (no pickle)
         optimizer.pt                  optimizer state (tensors and numbers: loads weights_only)
-        rank-00000.pt ...             per process: RNG states and its data slots' positions
+        rank-00000.pt ...             per process: RNG states and its data slots' positions,
+                                      by slot id
         meta.json                     written last: step, fingerprint, sha256 of every file
       metrics.jsonl                   the run's metric records (cut back to the step on resume)
 
@@ -14,6 +15,10 @@ changed config starts afresh in another `<run>` folder, leaving the old run's ch
 Each checkpoint folder appears by one rename (`atomic_path`); one whose files do not match
 their recorded sha256 (truncated, corrupted) is skipped for the previous good one, with a log
 line saying so. The folder must be shared by all nodes of a multi-node run.
+
+The process count is not part of the fingerprint: the slots (`RunShape`) are the same on any
+number of processes, so a run saved by N processes resumes on M, each slot from its own saved
+position (the dropout masks then differ from an uninterrupted run: each process draws its own).
 """
 
 from __future__ import annotations

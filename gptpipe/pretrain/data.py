@@ -78,12 +78,13 @@ def data_fingerprint(info: DataInfo) -> str:
 
 
 class SlotStream:
-    """Endless (x, y) micro-batches of one slot, epoch after epoch: the slot is a loader "rank"
-    among `n_slots`, so slots read disjoint shards (or disjoint samples of few shards)."""
+    """Endless (x, y) batches of one slot, `batch` sequences per update, epoch after epoch: the
+    slot is a loader "rank" among `n_slots`, so slots read disjoint shards (or disjoint samples
+    of few shards)."""
 
-    def __init__(self, info: DataInfo, slot: int, n_slots: int, micro_batch: int, seed: int,
+    def __init__(self, info: DataInfo, slot: int, n_slots: int, batch: int, seed: int,
                  shuffle_buffer: int, device: torch.device) -> None:
-        self.loader = ShardLoader(info.manifest, "train", micro_batch, rank=slot,
+        self.loader = ShardLoader(info.manifest, "train", batch, rank=slot,
                                   world_size=n_slots, seed=seed, shuffle_buffer=shuffle_buffer,
                                   pin_memory=device.type == "cuda")
         self._it: Iterator | None = None
@@ -106,7 +107,7 @@ class SlotStream:
 
 def train_stream(info: DataInfo, slot: int, shape: RunShape, seed: int, shuffle_buffer: int,
                  device: torch.device) -> SlotStream:
-    return SlotStream(info, slot, shape.slots, shape.micro_batch, seed, shuffle_buffer, device)
+    return SlotStream(info, slot, shape.slots, shape.seqs_per_slot, seed, shuffle_buffer, device)
 
 
 def val_batches(info: DataInfo, batch_size: int, env: DistEnv, max_tokens: int = 0

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class BatchStream(Protocol):
-    """An endless source of (x, y) LongTensor batches (micro_batch, context) with a position."""
+    """An endless source of (x, y) LongTensor batches (seqs_per_slot, context) with a position."""
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]: ...
 
@@ -72,7 +72,7 @@ class Trainer:
     shape: RunShape
     cfg: PretrainConfig
     env: dd.DistEnv
-    streams: dict[int, BatchStream]  # this process's slots, in slot order
+    streams: dict[int, BatchStream]  # this process's slots by slot id, in slot order
     evaluate: Callable[[bool], dict]  # full split? -> {"val_loss", "val_bpb", ...} on every rank
     checkpoints: Checkpoints
     metrics: MetricsLog | None  # rank 0 only
@@ -156,26 +156,38 @@ class Trainer:
         lr = cosine_lr(step, self.cfg.lr, self.cfg.warmup_updates, self.shape.updates)
         set_lr(self.optimizer, lr)
         loss_sum = torch.zeros((), device=self.env.device)
-        slots = list(self.streams.values())
-        for i, stream in enumerate(slots):
-            x, y = next(stream)
-            x = x.to(self.env.device, non_blocking=True)
-            y = y.to(self.env.device, non_blocking=True)
-            # DDP all-reduces gradients on the last micro-step only.
-            sync = i == len(slots) - 1 or not hasattr(self.model, "no_sync")
+        x_all, y_all = self._rank_batch()
+        sizes = self.shape.pass_sizes
+        start = 0
+        for i, n in enumerate(sizes):
+            x = x_all[start:start + n].to(self.env.device, non_blocking=True)
+            y = y_all[start:start + n].to(self.env.device, non_blocking=True)
+            start += n
+            # Each pass's mean loss counts by its share of this process's sequences, and DDP
+            # averages the processes' gradients: the update follows the whole batch's mean.
+            weight = n / self.shape.rank_seqs
+            # DDP all-reduces gradients on the last pass only.
+            sync = i == len(sizes) - 1 or not hasattr(self.model, "no_sync")
             with (contextlib.nullcontext() if sync else self.model.no_sync()), self.autocast():
                 _, loss = self.model(x, y)
-            (loss / len(slots)).backward()
-            loss_sum += loss.detach().float()
+            (loss * weight).backward()
+            loss_sum += loss.detach().float() * weight
         clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        mean_loss = dd.all_reduce_sum(loss_sum).item() / self.shape.slots
+        mean_loss = dd.all_reduce_sum(loss_sum).item() / self.env.world_size
         norm = float(grad_norm)
         if not (math.isfinite(mean_loss) and math.isfinite(norm)):
             raise NonFiniteLoss(self._nonfinite_message(step + 1, mean_loss, norm))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return mean_loss, norm, lr
+
+    def _rank_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's sequences of the next update: its slots' batches, in slot order."""
+        batches = [next(stream) for stream in self.streams.values()]
+        if len(batches) == 1:
+            return batches[0]
+        return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
 
     def _nonfinite_message(self, update: int, loss: float, norm: float) -> str:
         where = self.last_checkpoint or "none yet (the run starts afresh next time)"

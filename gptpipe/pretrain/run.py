@@ -31,8 +31,10 @@ from .metrics import MetricsLog, Progress, peak_flops
 from .schedule import RunShape, run_shape
 
 # Knobs that change what is watched, not what is learned: a resumed run may change them.
+# `micro_batch` too: it sizes the forward passes (GPU memory), not the data, so a run moved to
+# other GPUs may change it; the updates then differ by float rounding only.
 OBSERVING = ("eval_every", "eval_tokens", "log_every", "checkpoint_every", "keep_checkpoints",
-             "compile", "time_limit_margin")
+             "compile", "time_limit_margin", "micro_batch")
 log = logging.getLogger(__name__)
 
 
@@ -97,7 +99,7 @@ def _run(model_cfg: ModelConfig, cfg: PretrainConfig, paths: Paths, env: dd.Dist
     info = data.open_data(paths.shards, paths.tokenizer)
     gpt = GPTConfig(vocab_size=info.vocab_size, context=info.context, **to_dict(model_cfg))
     shape = run_shape(tokens=cfg.tokens, updates=cfg.updates, batch_tokens=cfg.batch_tokens,
-                      micro_batch=cfg.micro_batch, context=info.context,
+                      slots=cfg.slots, micro_batch=cfg.micro_batch, context=info.context,
                       world_size=env.world_size)
     torch.manual_seed(cfg.seed + env.rank * 2**32)  # dropout: its own stream on every rank
     model, optimizer = build_model(gpt, cfg, env)
@@ -146,9 +148,10 @@ def _log_start(gpt: GPTConfig, shape: RunShape, env: dd.DistEnv, model: GPT, sta
     log.info("model: %d layers, d_model %d, %d heads, context %d, vocabulary %d: %s parameters",
              gpt.n_layer, gpt.d_model, gpt.n_head, gpt.context, gpt.vocab_size,
              f"{model.num_params():,}")
-    log.info("run: %d updates of %s tokens (%d x %d sequences, %d per process) = %s tokens on "
-             "%d process(es), %s; %s", shape.updates, f"{shape.batch_tokens:,}", shape.slots,
-             shape.micro_batch, shape.accum * shape.micro_batch, f"{shape.total_tokens:,}",
+    log.info("run: %d updates of %s tokens (%d slots x %d sequences; %d slots, %d sequences "
+             "per process in %d forward pass(es)) = %s tokens on %d process(es), %s; %s",
+             shape.updates, f"{shape.batch_tokens:,}", shape.slots, shape.seqs_per_slot,
+             shape.slots_per_rank, shape.rank_seqs, shape.passes, f"{shape.total_tokens:,}",
              env.world_size, env.device, f"from update {start}" if start else "from scratch")
 
 
