@@ -49,12 +49,12 @@ ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 INGEST_SETS = ("val_fraction=0.01", "split_salt=rehearsal-2")
 # bpe.min_frequency 1: at the default 2 the sample's text yields only 27,997 tokens.
 BPE_SETS = ("style=gpt1", f"vocab_size={V}", "min_frequency=1")
-# 2 slots of 1 sequence per update (batch_tokens / context / micro_batch), one per rank;
+# 2 slots of 1 sequence per update (pretrain.slots), one per rank, one forward pass each;
 # eval_every stays at its default (1,000), past the run: only the final validation happens.
 # A checkpoint (1.4 GB: weights and AdamW's moments) takes seconds: the straight run writes
 # only the final one, the run to be killed one per update (an observing knob: the trajectory
 # does not depend on it, which the resume test checks too).
-PRETRAIN_SETS = (f"updates={UPDATES}", f"batch_tokens={2 * CONTEXT}", "micro_batch=1",
+PRETRAIN_SETS = (f"updates={UPDATES}", f"batch_tokens={2 * CONTEXT}", "slots=2", "micro_batch=1",
                  "keep_checkpoints=2", "log_every=1", "device=cpu")
 # One task per input transformation of the paper's Figure 1 (and STS-B's regression head):
 # the sample has Story Cloze, so multiple choice runs on real data too.
