@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import bz2
 import json
+import os
+import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from gptpipe.ingest import articles
+from gptpipe.ingest import articles, wiki
 from gptpipe.ingest.articles import split_of
 from gptpipe.config import IngestConfig
 from gptpipe.errors import GptpipeError
@@ -500,3 +504,32 @@ def test_cli_help() -> None:
     assert done.returncode == 0
     for flag in ("--input", "--index", "--output", "--processes", "--params", "--set"):
         assert flag in done.stdout
+
+
+def test_an_unfinished_parallel_read_is_not_closed_by_a_forked_child(tmp_path):
+    """A parallel bz2 read left unfinished (after an error, say) may be garbage-collected in a
+    forked child, such as a DataLoader worker of a later step in the same process; closing the
+    reader there, where its threads do not exist, aborted the child (seen in CI)."""
+    rng = random.Random(0)
+    text = "".join(rng.choice("abcdefgh \n") for _ in range(3_000_000)).encode()
+    path = tmp_path / "multi-block.bz2"
+    path.write_bytes(bz2.compress(text))  # 900 kB blocks: several
+    chunks = wiki.iter_bz2_parallel(path, 2)
+    first = next(chunks)
+    pid = os.fork()
+    if pid == 0:  # the child finalizes its copy of the suspended generator
+        code = 0
+        try:
+            chunks.close()
+        except BaseException:
+            code = 3
+        os._exit(code)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if done[0] == 0:  # it hangs joining threads it does not have
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung finalizing the parent's bz2 reader")
+    assert os.waitstatus_to_exitcode(done[1]) == 0, "the child died finalizing the reader"
+    assert first + b"".join(chunks) == text  # the parent's reader is untouched

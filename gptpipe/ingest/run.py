@@ -207,7 +207,13 @@ def _read_single(dump: Path, job: Job, processes: int) -> Iterator[Batch]:
         (dataclasses.replace(job, namespaces=envelope.namespaces), base, block)
         for base, block in blocks
     )
-    yield from _map(_process_item, items, processes)
+    try:
+        yield from _map(_process_item, items, processes)
+    finally:
+        # Close the decompressor here and now: after an error the pool's threads may still
+        # reference it, and the garbage collector would finalize it later, anywhere.
+        blocks.close()
+        chunks.close()
     # Read once the pool's feeder thread has run `blocks` to its end (imap ends after that).
     yield Batch(xml_bytes=envelope.bytes_fed)
 

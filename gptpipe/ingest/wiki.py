@@ -17,6 +17,7 @@ syntax error. Offsets in messages are byte offsets: "compressed byte" into the .
 from __future__ import annotations
 
 import bz2
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,17 +83,33 @@ def iter_bz2(path: Path) -> Iterator[bytes]:
             )
 
 
+# Parallel readers inherited by a forked child, never destroyed there (see iter_bz2_parallel).
+_FORKED_READERS: list = []
+
+
 def iter_bz2_parallel(path: Path, threads: int) -> Iterator[bytes]:
     """`iter_bz2` with `threads` decompression threads (indexed_bzip2 finds the 900 kB blocks
     of even a single stream and decodes them in parallel). On any failure the file is read
     again with `iter_bz2`, whose message names the bad stream and byte range."""
     import indexed_bzip2  # a compiled extension: imported only where it is used
 
+    owner = os.getpid()
     try:
-        with indexed_bzip2.open(str(path), parallelization=threads) as f:
+        f = indexed_bzip2.open(str(path), parallelization=threads)
+        try:
             while chunk := f.read(_CHUNK_BYTES * 4):
                 yield chunk
             end = -(-max(f.block_offsets().keys(), default=0) // 8)  # bits -> bytes
+        finally:
+            # A generator left unfinished can be finalized by the garbage collector of a
+            # forked child (a DataLoader worker, say), where the reader's threads do not exist:
+            # closing or destroying the reader there aborts or hangs the child, as it joins
+            # threads of another process. Only the process that opened it closes it; a child
+            # keeps its copy alive until it exits (os._exit runs no destructors).
+            if os.getpid() == owner:
+                f.close()
+            else:
+                _FORKED_READERS.append(f)
     except (RuntimeError, ValueError, OSError) as exc:
         _explain_bz2_failure(path, str(exc))
     if end != path.stat().st_size:  # indexed_bzip2 skips trailing data; iter_bz2 does not
