@@ -500,3 +500,26 @@ def test_cli_help() -> None:
     assert done.returncode == 0
     for flag in ("--input", "--index", "--output", "--processes", "--params", "--set"):
         assert flag in done.stdout
+
+
+def test_worker_pool_holds_at_most_two_items_per_process() -> None:
+    """The pool may not run ahead of the writer: a part's memory must not grow with its size."""
+    import time
+
+    pulled: list[int] = []
+
+    def items():
+        for i in range(-40, 0):
+            pulled.append(i)
+            yield i
+
+    results = ingest._map(abs, items(), 2)
+    assert next(results) == 40
+    time.sleep(0.5)  # time for the pool's feeder to run ahead, were it free to
+    assert len(pulled) <= 2 * 2 + 1
+    assert list(results) == list(range(39, 0, -1)) and len(pulled) == 40
+    stopped = ingest._map(abs, items(), 2)
+    next(stopped)
+    start = time.perf_counter()
+    stopped.close()  # a consumer that stops early (an error) must not hang the pool's shutdown
+    assert time.perf_counter() - start < 5
