@@ -34,22 +34,22 @@ class Corpus:
 ENWIKI_20200501 = Corpus("enwiki-20200501", parts=59, articles=6_078_422, bz2_bytes=18.0e9,
                          words=4.0e9)
 # `iter_articles` (bpe and shard read through it) keeps every page id in a Python set, to skip
-# pages two parts share: a set of 6,078,422 ints takes ~463 MB (CPython 3.12, 64-bit).
+# pages two parts share: a set of 6,078,422 ints takes ~463 MB (CPython 3.11, 64-bit).
 SEEN_ID_BYTES = 76
 
 
 @dataclass(frozen=True)
 class Rates:
-    """Rates measured by benchmarks/scale.py. Defaults: its run of 2026-12-03 (09:01-09:46 UTC)
-    on the shared 2-core, 23 GB development VM with a load average of 6-11 from other jobs (CPU
+    """Rates measured by benchmarks/scale.py. Defaults: its run of 2026-12-03 (09:58-10:14 UTC)
+    on the shared 2-core, 23 GB development VM with a load average of 3-6 from other jobs (CPU
     seconds include some contention), `scale: gpt1` (BPE 40,478, context 512), 1x = one 100 MB
     (XML) part, 8x = eight; ingest with 2 processes, shard with 1 (auto on 2 cores)."""
 
     xml_per_bz2: float = 3.59  # XML bytes per bz2 byte (multistream, level 9, the sample's pages)
-    ingest_cpu_s_per_xml_mb: float = 0.152  # CPU seconds (all processes) per MB of XML
-    # One part job's summed PSS, after the bounded work items (gptpipe/ingest/run.py): 214 MB on
-    # one part, 235 MB on eight parts' pages in one job (before the fix: 230 and 409 MB).
-    ingest_peak_bytes: float = 235e6
+    ingest_cpu_s_per_xml_mb: float = 0.098  # CPU seconds (all processes) per MB of XML
+    # One part job's summed PSS: 244 MB on one part, 258 MB on eight parts' pages in one job
+    # (before gptpipe/ingest/run.py bounded its work items: 230 and 409 MB).
+    ingest_peak_bytes: float = 258e6
     ingest_processes: int = 2  # the processes that peak was measured with
     parquet_per_char: float = 0.402  # Parquet (zstd) bytes per prose character
     chars_per_word: float = 6.35  # prose characters per whitespace-separated word
@@ -58,12 +58,12 @@ class Rates:
     heaps_k: float = 3.82  # V = K n^beta, n in pre-tokens: 9 prefixes, 2,094..536,069
     heaps_beta: float = 0.712
     bpe_cpu_s_per_char: float = 2.24e-7  # counting words: (bpe 8x - bpe 1x) / extra chars
-    bpe_cpu_s_per_distinct: float = 2.2e-5  # the rest, per distinct pre-token (two-size probe)
-    bpe_base_bytes: float = 425e6  # bpe 8x's peak less the distinct words' share
-    bpe_bytes_per_distinct: float = 1164.0  # trainer on 10,735 vs 42,900 distinct: 71 vs 109 MB
+    bpe_cpu_s_per_distinct: float = 2.4e-5  # the rest, per distinct pre-token (two-size probe)
+    bpe_base_bytes: float = 386e6  # bpe 8x's peak less the distinct words' share
+    bpe_bytes_per_distinct: float = 1138.0  # trainer on 10,735 vs 42,900 distinct: 70 vs 106 MB
     chars_per_token: float = 4.99  # with the gpt1-scale tokenizer trained on the sample
-    shard_cpu_s_per_token: float = 3.81e-6  # (shard 8x - shard 1x) / extra tokens, 1 process
-    shard_peak_bytes: float = 410e6  # shard 8x (1x: 360 MB)
+    shard_cpu_s_per_token: float = 3.53e-6  # (shard 8x - shard 1x) / extra tokens, 1 process
+    shard_peak_bytes: float = 414e6  # shard 8x (1x: 387 MB)
     shard_bytes_per_token: float = 4.0  # uint16 ids in tar: a 512-byte header + padding each
 
 

@@ -41,7 +41,7 @@ _BLOCK_BYTES = 4 << 20  # XML per single-stream work item: big enough to amortis
 # item's bytes and the cleaned text of all its streams, and finished items wait for the writer,
 # so the item's size, not the part's, must set ingest's memory. With 16 items per process of up
 # to 32 MB, items grew with the part and so did the peak (benchmarks/scale.py, one job on eight
-# parts' pages: 1.78x the peak of one part; 1 MB items, at most 2 per process queued: 1.10x).
+# parts' pages: 1.78x the peak of one part; 1 MB items, at most 2 per process queued: 1.06x).
 _TASK_BYTES = 1 << 20
 _RANGE_BYTES = 4 << 20  # compressed bytes per single-stream work item at most (~16 bz2 blocks)
 
