@@ -213,12 +213,20 @@ class BpeConfig:
     style: Literal["bytelevel", "gpt1"] = "bytelevel"  # gpt1: lowercased, `</w>` word ends
     min_frequency: int = 2  # a pair must occur this often to be merged
     limit_alphabet: int = 478  # gpt1 style only: base symbols kept (GPT-1 kept 478)
+    # Train on at most this many characters of the train split (0: all of it): the articles
+    # whose page-id hash ranks lowest, so a deterministic sample spread evenly over every part
+    # (parts are in page-id order; a prefix would be the oldest articles only). The trainer's
+    # memory grows with distinct words; on the full English Wikipedia it needs tens of GB
+    # (`gptpipe.datacost`), a few G characters need a few GB and learn nearly the same merges.
+    max_chars: int = 0
 
     def __post_init__(self) -> None:
         if self.vocab_size < 300:
             raise ValueError("vocab_size must be >= 300 (the byte alphabet alone is 256)")
         if self.min_frequency < 1 or self.limit_alphabet < 1:
             raise ValueError("min_frequency and limit_alphabet must be >= 1")
+        if self.max_chars < 0:
+            raise ValueError("max_chars must be >= 0 (0: train on all the text)")
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,13 @@ import pytest
 from tokenizers import Tokenizer
 
 from conftest import write_ingest_dir
+from gptpipe.bpe import sample
 from gptpipe.bpe import tokenizer as bpe
 from gptpipe import vocab
 from gptpipe.io import file_sha256
 from gptpipe.config import BpeConfig
 from gptpipe.errors import GptpipeError
+from gptpipe.ingest.corpus import iter_articles
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +107,60 @@ def test_stage_fails_in_one_line_on_an_empty_train_split(tmp_path):
     assert last.startswith("gptpipe bpe: error: ") and "empty corpus" in last
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "bpe").exists()
+
+
+# ------------------------------------------------------------------ bpe.max_chars
+
+
+def _two_parts(tmp_path, texts):
+    """Two `ingest` parts (page ids 0-19 and 100-119, every 5th article in val)."""
+    dirs = []
+    for n, base in enumerate((0, 100)):
+        rows = [{"id": base + i, "title": f"t{base + i}", "text": t,
+                 "split": "val" if i % 5 == 4 else "train"}
+                for i, t in enumerate(texts[20 * n: 20 * n + 20])]
+        dirs.append(write_ingest_dir(tmp_path / f"p{n}", rows))
+    return dirs
+
+
+def test_max_chars_takes_the_lowest_ranked_train_articles_from_every_part(tmp_path, texts):
+    dirs = _two_parts(tmp_path, texts)
+    train = dict(iter_articles(dirs, split="train"))
+    total = sum(map(len, train.values()))
+    budget = total // 3
+    plan = sample.plan(dirs, budget)
+    assert plan == sample.plan(dirs, budget)  # deterministic
+    assert (plan.total_chars, plan.total_articles) == (total, len(train))
+    # What it should pick, worked out here: ids by rank, as many as fit in the budget.
+    expected, used = set(), 0
+    for i in sorted(train, key=sample.rank):
+        if used + len(train[i]) > budget:
+            break
+        expected.add(i)
+        used += len(train[i])
+    got = list(sample.texts(dirs, plan))
+    assert got == [t for i, t in train.items() if i in expected]  # in corpus order
+    assert sum(map(len, got)) == plan.chars == used <= budget
+    assert {i // 100 for i in expected} == {0, 1}  # spread over both parts, not a prefix
+    assert sample.plan(dirs, 0) is None
+    whole = sample.plan(dirs, total)
+    assert whole.max_rank is None and list(sample.texts(dirs, whole)) == list(train.values())
+    with pytest.raises(GptpipeError, match="no article fits in bpe.max_chars=10"):
+        sample.plan(dirs, 10)
+    with pytest.raises(ValueError, match="max_chars must be >= 0"):
+        BpeConfig(max_chars=-1)
+
+
+def test_stage_trains_on_the_max_chars_sample(tmp_path, texts):
+    dirs = _two_parts(tmp_path, texts)
+    total = sum(len(t) for _, t in iter_articles(dirs, split="train"))
+    out = tmp_path / "bpe"
+    res = _run_stage("--ingest", *dirs, "--output", out, "--set", "vocab_size=700",
+                     "--set", f"max_chars={total // 2}")
+    assert res.returncode == 0, res.stderr
+    figures = json.loads((out / "bpe.json").read_text())
+    assert figures["config"]["max_chars"] == total // 2
+    assert figures["sample"] == {"chars": sample.plan(dirs, total // 2).chars,
+                                 "articles": sample.plan(dirs, total // 2).articles,
+                                 "split_chars": total, "split_articles": 32}
+    assert 0 < figures["sample"]["chars"] <= total // 2

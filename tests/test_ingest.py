@@ -533,3 +533,26 @@ def test_an_unfinished_parallel_read_is_not_closed_by_a_forked_child(tmp_path):
         pytest.fail("the forked child hung finalizing the parent's bz2 reader")
     assert os.waitstatus_to_exitcode(done[1]) == 0, "the child died finalizing the reader"
     assert first + b"".join(chunks) == text  # the parent's reader is untouched
+
+
+def test_worker_pool_holds_at_most_two_items_per_process() -> None:
+    """The pool may not run ahead of the writer: a part's memory must not grow with its size."""
+    import time
+
+    pulled: list[int] = []
+
+    def items():
+        for i in range(-40, 0):
+            pulled.append(i)
+            yield i
+
+    results = ingest._map(abs, items(), 2)
+    assert next(results) == 40
+    time.sleep(0.5)  # time for the pool's feeder to run ahead, were it free to
+    assert len(pulled) <= 2 * 2 + 1
+    assert list(results) == list(range(39, 0, -1)) and len(pulled) == 40
+    stopped = ingest._map(abs, items(), 2)
+    next(stopped)
+    start = time.perf_counter()
+    stopped.close()  # a consumer that stops early (an error) must not hang the pool's shutdown
+    assert time.perf_counter() - start < 5

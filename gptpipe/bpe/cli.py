@@ -1,4 +1,5 @@
-"""`gptpipe bpe`: train the BPE tokenizer on the training split of every ingested part."""
+"""`gptpipe bpe`: train the BPE tokenizer on the training split of every ingested part (or, with
+`bpe.max_chars`, on a sample of its articles spread over every part: `gptpipe.bpe.sample`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from .. import vocab
 from ..atomic import atomic_path, write_json
 from ..cli import load_config, run_cli, stage_parser
 from ..config import BpeConfig, to_dict
-from ..ingest.corpus import iter_articles
 from ..io import file_sha256
+from . import sample
 from . import tokenizer as bpe
 
 log = logging.getLogger(__name__)
@@ -22,12 +23,19 @@ log = logging.getLogger(__name__)
 def run(cfg: BpeConfig, ingest_dirs: Sequence[Path], output: Path) -> dict:
     """Write `output/tokenizer.json` and `output/bpe.json` (figures + resolved config)."""
     start = time.perf_counter()
-    texts = (text for _, text in iter_articles(ingest_dirs, split="train"))
     where = ", ".join(str(d) for d in ingest_dirs)
+    chosen = sample.plan(ingest_dirs, cfg.max_chars)
+    if chosen is not None:
+        log.info("bpe.max_chars=%d: training on %d of %d articles, %d of %d characters",
+                 cfg.max_chars, chosen.articles, chosen.total_articles, chosen.chars,
+                 chosen.total_chars)
     log.info("training %s BPE, base vocabulary %d, on %s", cfg.style, cfg.vocab_size, where)
-    tok = bpe.train(texts, cfg, source=where)
+    tok = bpe.train(sample.texts(ingest_dirs, chosen), cfg, source=where)
     figures = bpe.describe(tok, cfg) | {
         "seconds": round(time.perf_counter() - start, 3),
+        "sample": None if chosen is None else {  # bpe.max_chars: what it trained on
+            "chars": chosen.chars, "articles": chosen.articles,
+            "split_chars": chosen.total_chars, "split_articles": chosen.total_articles},
         "inputs": [str(d) for d in ingest_dirs],
         "config": to_dict(cfg),
     }

@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,12 @@ from .articles import Batch, Job, PartWriter, process_block
 log = logging.getLogger(__name__)
 DROP_REASONS = ("namespace", "redirect", "disambiguation", "too_short", "bad_markup")
 _BLOCK_BYTES = 4 << 20  # XML per single-stream work item: big enough to amortise the pickling
-_TASK_BYTES = 32 << 20  # compressed bytes per multistream work item at most (bounds memory)
+# Compressed bytes per multistream work item (~10 streams of 100 pages). A worker holds its
+# item's bytes and the cleaned text of all its streams, and finished items wait for the writer,
+# so the item's size, not the part's, must set ingest's memory. With 16 items per process of up
+# to 32 MB, items grew with the part and so did the peak (benchmarks/scale.py, one job on eight
+# parts' pages: 1.78x the peak of one part; 1 MB items, at most 2 per process queued: 1.06x).
+_TASK_BYTES = 1 << 20
 _RANGE_BYTES = 4 << 20  # compressed bytes per single-stream work item at most (~16 bz2 blocks)
 
 
@@ -231,8 +237,30 @@ def _map(fn: Callable, items: Iterable, processes: int) -> Iterator[Batch]:
         return
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    # At most 2 items per process between the feeder and this generator's consumer: imap alone
+    # queues every item and keeps every finished result until it is consumed, so a writer
+    # slower than the workers would hold a growing share of the part in memory.
+    slots, stop = threading.BoundedSemaphore(2 * processes), threading.Event()
+
+    def gated() -> Iterator:
+        it = iter(items)
+        while True:  # a slot first, then the item: `items` may decompress, i.e. hold memory
+            while not slots.acquire(timeout=0.1):
+                if stop.is_set():  # the consumer stopped early: let the pool shut down
+                    return
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            yield item
+
     with ctx.Pool(processes) as pool:
-        yield from pool.imap(fn, items)
+        try:
+            for result in pool.imap(fn, gated()):
+                slots.release()
+                yield result
+        finally:
+            stop.set()
 
 
 def _check_bad_pages(bad: list[tuple[str, str, str]], max_bad: int, dump: Path) -> None:
