@@ -29,10 +29,13 @@ class Corpus:
     words: float  # words of prose after cleaning (rough, published)
 
 
-# Published figures: 59 `pages-articles-multistream` parts, ~18 GB of bz2; 6,078,422 articles;
-# ~4.0e9 words of prose after cleaning (a rough, commonly quoted figure).
+# Published figures: 59 `pages-articles-multistream` parts, ~18 GB of bz2 (their sizes:
+# gptpipe/fetch/corpora/enwiki-20200501.yaml); 6,078,422 articles (Hugging Face's 20200501.en);
+# words of prose: BERT (Devlin et al. 2018, section 3.1) counts 2,500 M words of text passages
+# in the English Wikipedia of 2018; two years later, with ~6% more articles, call it 3.0e9
+# (rough: our cleaning keeps somewhat different text).
 ENWIKI_20200501 = Corpus("enwiki-20200501", parts=59, articles=6_078_422, bz2_bytes=18.0e9,
-                         words=4.0e9)
+                         words=3.0e9)
 # `iter_articles` (bpe and shard read through it) keeps every page id in a Python set, to skip
 # pages two parts share: a set of 6,078,422 ints takes ~463 MB (CPython 3.11, 64-bit).
 SEEN_ID_BYTES = 76

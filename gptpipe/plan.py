@@ -17,6 +17,7 @@ one step (`gptpipe/memory.py`). Fine-tuning: per task, its forward pass (example
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import tasks
+from . import datacost
 from .cli import run_cli
 from .config import SCALES, FinetuneConfig, load_params, to_dict, validate_params
 from .errors import ConfigError
@@ -132,6 +134,11 @@ def estimate(cfg: Mapping[str, Any], throughput: Throughput = Throughput(),
         "model_bytes": params * 4, "finetune_jobs": sum(t["jobs"] for t in ft),
         "finetune_gpu_hours": sum(t["gpu_hours"] for t in ft), "finetune": ft,
     }
+    if cfg["fetch"].corpus == datacost.ENWIKI_20200501.name:
+        out["data_half"] = datacost.data_half(bpe_max_chars=cfg["bpe"].max_chars)
+        if not corpus_tokens:  # the data half's estimate stands in until `shard` has run
+            corpus_tokens = int(out["data_half"].tokens)
+            out["corpus_tokens_estimated"] = True
     if corpus_tokens:
         window = shape.context + 1
         samples = corpus_tokens // window
@@ -140,7 +147,6 @@ def estimate(cfg: Mapping[str, Any], throughput: Throughput = Throughput(),
         shards = math.ceil(samples / cfg["shard"].samples_per_shard)
         out.update(corpus_tokens=corpus_tokens, epochs=tokens / corpus_tokens, shards=shards,
                    shard_bytes=samples * member + shards * TAR_END_BYTES)
-    # The data half (ingest / bpe / shard CPU-hours, BPE memory) adds its figures here.
     return out
 
 
@@ -255,12 +261,15 @@ def render(figures: Mapping[str, Any], scale: str) -> str:
     if "corpus_tokens" in f:
         rows.append(("shards", (f"{f['shards']:,} shards, {_size(f['shard_bytes'])} for "
                                 f"{f['corpus_tokens']:,} corpus tokens ({f['epochs']:.1f} "
-                                "epochs of it)")))
+                                "epochs of it)" + (", estimated below" if f.get(
+                                    "corpus_tokens_estimated") else ""))))
     else:
         rows.append(("shards", "corpus size unknown: give --corpus-tokens (or run `shard`)"))
-    # The data half's rows (ingest / bpe / shard CPU-hours, BPE memory) go here.
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    if "data_half" in f:  # CPU-hours, memory and disk of ingest, bpe and shard on the dump
+        lines += datacost.plan_lines(f["data_half"])
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- command line
@@ -306,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
         scale = params.get("scale", "tiny")
-        sys.stdout.write((json.dumps(figures, indent=2) if args.json
+        sys.stdout.write((json.dumps(figures, indent=2, default=dataclasses.asdict) if args.json
                           else render(figures, scale)) + "\n")
 
     return run_cli("plan", argv, parser, body)

@@ -60,6 +60,20 @@ def test_cli_prints_the_plan(micro, tmp_path):
                           str(REPO / "params.yaml"), "--scale", "gpt1"],
                          check=False, capture_output=True, text=True)
     assert res.returncode == 0 and "GPU-hours" in res.stdout and "checkpoint" in res.stdout
+    # The data half of the 59 parts: CPU-hours, memory and disk per stage, and the shards.
+    out = res.stdout
+    assert "data half on enwiki-20200501: 59 parts" in out
+    for stage in ("ingest", "bpe", "shard"):
+        assert any(line.split()[:1] == [stage] and "CPU-h" in line and "peak" in line
+                   for line in out.splitlines()), stage
+    assert "estimated below" in out and "shards" in out.split("data half")[1]
+    f = estimate(validate_params(PARAMS | {"scale": "gpt1"}))
+    sampled = estimate(validate_params(PARAMS | {"scale": "gpt1",
+                                                 "bpe": {"max_chars": 1_000_000_000}}))
+    bpe_peak = [s.peak_bytes for d in (f, sampled) for s in d["data_half"].stages
+                if s.stage == "bpe"]
+    assert bpe_peak[1] < bpe_peak[0]  # bpe.max_chars is what bounds BPE's memory
+    assert "data_half" not in estimate(validate_params(PARAMS | {"scale": "tiny"}))
 
 
 @pytest.mark.parametrize("gpus", [1, 2, 4, 8, 16, 32])
