@@ -86,10 +86,12 @@ def test_a_deleted_output_reruns_it_and_what_depends_on_it(smk, micro_smk, mirro
 
 
 def test_scale_reaches_every_stage_from_the_command_line(micro_smk, mirror_env):
-    """`--config scale=gpt1`: every rule reruns, each told the new scale; the paper's tasks."""
+    """`--config scale=gpt1`: every rule reruns, each told the new scale; the paper's tasks
+    and corpus (its 59 dump parts: a fetch_dump and an ingest job each)."""
     res = snakemake(micro_smk, "all", "-n", "-p", config=("scale=gpt1",), env=mirror_env)
     plan = job_counts(res.stdout)
-    assert set(plan) == EVERY_RULE and plan["finetune"] > 14
+    assert set(plan) == EVERY_RULE | {"fetch_dump"} and plan["finetune"] > 14
+    assert plan["fetch_dump"] == plan["ingest"] == 59
     commands = [c for c in res.stdout.splitlines() if " -m gptpipe " in c]
     assert commands and all("--scale gpt1" in c for c in commands), commands
     assert "data/glue/MNLI" in res.stdout and "data/other/RACE" in res.stdout  # paper's tasks
