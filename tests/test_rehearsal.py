@@ -146,7 +146,7 @@ def test_rehearsal_bpe_learns_gpt1s_40478_tokens(chain):
     assert tok.encode("The Gulf WAR").ids == tok.encode("the gulf war").ids  # lowercased
     figures = json.loads((chain / "bpe/bpe.json").read_text())
     assert figures["config"] == {"vocab_size": V, "style": "gpt1", "min_frequency": 1,
-                                 "limit_alphabet": 478}
+                                 "limit_alphabet": 478, "max_chars": 0}  # all the text
 
 
 def test_rehearsal_shards_hold_512_token_windows_and_a_small_val_split(chain):
