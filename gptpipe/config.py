@@ -319,24 +319,29 @@ class PretrainConfig:
     # next metric line and one checkpoint. 0: train on until SLURM kills the job at its limit.
     time_limit_margin: int = 600
     # The LSTM branch's run (job `pretrain_lstm`, model.arch lstm): these replace `tokens` and
-    # `updates` (both, when either is set) and `warmup_updates`; None: the transformer's. The
-    # paper gives the LSTM's budget nowhere, so at gpt1 it is the transformer's.
+    # `updates` (both, when either is set), `warmup_updates` and `lr`; None: the transformer's.
+    # The paper gives the LSTM's recipe nowhere, so at gpt1 it is the transformer's.
     lstm_tokens: int | None = None
     lstm_updates: int | None = None
     lstm_warmup_updates: int | None = None
+    lstm_lr: float | None = None
 
     def for_lstm(self) -> "PretrainConfig":
-        """This recipe with the LSTM branch's run length and warm-up."""
-        run = {}
+        """This recipe with the LSTM branch's run length, warm-up and learning rate."""
+        run: dict = {}
         if self.lstm_tokens is not None or self.lstm_updates is not None:
             run = {"tokens": self.lstm_tokens or 0, "updates": self.lstm_updates or 0}
         if self.lstm_warmup_updates is not None:
             run["warmup_updates"] = self.lstm_warmup_updates
+        if self.lstm_lr is not None:
+            run["lr"] = self.lstm_lr
         return dataclasses.replace(self, **run)
 
     def __post_init__(self) -> None:
         if min(self.lstm_tokens or 0, self.lstm_updates or 0, self.lstm_warmup_updates or 0) < 0:
             raise ValueError("lstm_tokens, lstm_updates and lstm_warmup_updates must be >= 0")
+        if self.lstm_lr is not None and self.lstm_lr <= 0:
+            raise ValueError("lstm_lr must be > 0")
         if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.eps <= 0:
             raise ValueError("lr > 0, eps > 0, weight_decay >= 0, grad_clip >= 0")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):

@@ -74,7 +74,7 @@ class LSTMLM(nn.Module):
         Right padding never reaches a real position (the recurrence runs forward). Padding
         before or between real tokens would, so an `attn_mask` with any 0 is refused.
         """
-        B, T = idx.shape
+        T = idx.size(1)
         if T > self.cfg.context:
             raise ValueError(f"sequence of {T} tokens exceeds the context of {self.cfg.context}")
         if attn_mask is not None and not bool(attn_mask.all()):

@@ -63,11 +63,12 @@ PRESETS: dict[str, dict[str, dict]] = {
                      "batch_tokens": 512, "slots": 1, "micro_batch": 4, "eval_every": 200,
                      "eval_tokens": 16_384, "log_every": 20, "checkpoint_every": 200,
                      "keep_checkpoints": 2,
-                     # The LSTM branch: ~0.23 s per update of 512 tokens on 2 cores (its
-                     # projected LSTM runs without oneDNN), so 200 updates (a quarter of the
-                     # transformer's tokens) keep its job near a minute; LSTMs need no long
-                     # warm-up.
-                     "lstm_updates": 200, "lstm_warmup_updates": 20},
+                     # The LSTM branch (one thread, ~0.18 s per update of 512 tokens), measured
+                     # on the sample's shards: 200 updates (a quarter of the transformer's
+                     # tokens) take ~45 s in all. No long warm-up is needed, and a higher rate
+                     # learns faster: val loss below the unigram baseline after 200 updates,
+                     # 0.16 nats at lr 3e-3, 0.27 at 6e-3, 0.19 at 1e-2 (300 at 1e-3: 0.01).
+                     "lstm_updates": 200, "lstm_warmup_updates": 20, "lstm_lr": 6e-3},
         "finetune": _TINY_FINETUNE,
     },
     "micro": {

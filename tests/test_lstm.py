@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from pretrain_data import pretrain_cmd, run
 
 from gptpipe import plan
 from gptpipe import workflow as gw
 from gptpipe.config import load_params, resolve_section, validate_params
+from gptpipe.dvcyaml import stages
 from gptpipe.errors import ConfigError, GptpipeError
 from gptpipe.finetune import cli as stage
 from gptpipe.finetune.model import TaskModel
@@ -21,8 +23,6 @@ from gptpipe.hf import export_hf
 from gptpipe.lstm import LSTMLM, language_model
 from gptpipe.model import GPT, GPTConfig
 from gptpipe.modeldir import load_model_dir, save_model_dir
-from gptpipe.dvcyaml import stages
-from pretrain_data import pretrain_cmd, run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def test_lstm_budget_replaces_the_run_length_and_warmup():
     params = load_params(REPO / "params.yaml")
     tiny = resolve_section(params | {"scale": "tiny"}, "pretrain")
     lstm = tiny.for_lstm()
-    assert (lstm.updates, lstm.warmup_updates) == (200, 20)
+    assert (lstm.updates, lstm.warmup_updates, lstm.lr) == (200, 20, 6e-3)
     assert lstm.updates * lstm.batch_tokens <= tiny.updates * tiny.batch_tokens
     gpt1 = resolve_section(params | {"scale": "gpt1"}, "pretrain")
     assert gpt1.for_lstm() == gpt1  # the paper gives no LSTM budget: the transformer's
@@ -128,7 +128,7 @@ def lstm_pretrained(micro, tmp_path_factory):
     """A micro run of the pretrain stage with `--arch lstm` on shards of the real sample."""
     out = tmp_path_factory.mktemp("lstm")
     cmd = pretrain_cmd(*micro, out, "model.lstm_units=128", "pretrain.lstm_updates=40",
-                       "pretrain.lstm_warmup_updates=4", "lr=3e-3")
+                       "pretrain.lstm_warmup_updates=4", "lstm_lr=3e-3")
     res = run([*cmd, "--arch", "lstm"])
     assert res.returncode == 0, res.stderr
     assert "one LSTM layer of 128 units" in res.stderr
@@ -144,7 +144,7 @@ def test_lstm_pretrain_stage_learns_on_the_sample(lstm_pretrained):
     assert figures["val_loss"] < math.log(1029) - 0.4  # well under a uniform guess on val
     config = json.loads((lstm_pretrained / "config.json").read_text())
     assert config["model"]["arch"] == "lstm" and config["gpt"]["lstm_units"] == 128
-    assert config["pretrain"]["warmup_updates"] == 4
+    assert (config["pretrain"]["warmup_updates"], config["pretrain"]["lr"]) == (4, 3e-3)
     assert json.loads((lstm_pretrained / "model/model.json").read_text())["arch"] == "lstm"
 
 
@@ -203,3 +203,20 @@ def test_plan_costs_the_lstm_branch_at_gpt1():
         gw.finetune_jobs(cfg["finetune"]))
     assert lstm["gpu_hours"] > 0 and lstm["finetune_gpu_hours"] > 0
     assert "LSTM branch" in plan.render(figures, "gpt1")
+
+
+def test_lstm_row_of_table5_is_the_papers():
+    """Variant lstm fills Table 5's "LSTM w/ aux LM" row, beside the paper's figures."""
+    from gptpipe.report.collect import scores_frame
+    from gptpipe.report.tables import paper_tables
+
+    runs = [{"task": "SST-2", "variant": v, "seed": s, "headline": {"metric": "accuracy"},
+             "scores_percent": {"dev": {"accuracy": 60.0 + s + (v == "lstm")}}}
+            for v in ("full", "lstm") for s in (0, 1)]
+    table5 = paper_tables(runs, scores_frame(runs))["table5"]
+    row = table5.filter((table5["label"] == "SST-2") & (table5["variant"] == "lstm")).row(
+        0, named=True)
+    assert (row["paper"], row["mean"], row["n"]) == (90.5, 61.5, 2)
+    assert row["diff"] == pytest.approx(61.5 - 90.5)
+    avg = table5.filter((table5["label"] == "avg") & (table5["variant"] == "lstm"))
+    assert avg["paper"].to_list() == [69.1]  # the paper's mean of its eight columns

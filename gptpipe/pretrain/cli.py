@@ -5,7 +5,8 @@
         --output results/pretrain
 
 With `--arch lstm` it trains Table 5's single-layer LSTM (gptpipe/lstm.py) instead, for the
-run length `pretrain.lstm_tokens`/`lstm_updates`/`lstm_warmup_updates` (job `pretrain_lstm`).
+run length and rate `pretrain.lstm_tokens`/`lstm_updates`/`lstm_warmup_updates`/`lstm_lr` (job
+`pretrain_lstm`).
 
 Writes OUTPUT/model/ (model.safetensors, model.json, tokenizer.json), metrics.jsonl (one record
 per logged update), metrics.json (final figures) and config.json (the resolved config). With

@@ -3,7 +3,7 @@
 # length of pretrain.lstm_*), into its own output and checkpoints. Fine-tuning variant `lstm`
 # starts from it (gptpipe.workflow.pretrain_dir); the job is in the DAG only when a fine-tuning
 # job has that variant (finetune.ablation_variants lists `lstm`). Launch, retries and time
-# limits as for `pretrain` (rules/train.smk).
+# limits as for `pretrain` (rules/train.smk); on a GPU the profile's `gpu` resource applies.
 
 PRETRAIN_LSTM = [gw.PRETRAIN_LSTM] if gw.lstm_branch(CFG["finetune"]) else []
 
@@ -20,7 +20,8 @@ rule pretrain_lstm:
     benchmark:
         "results/benchmarks/pretrain_lstm.tsv"
     retries: 0 if workflow.remote_exec else 3
-    threads: all_cores()
+    # One thread on CPU (the stage sets it: a 2-core machine runs it beside a fine-tuning job).
+    threads: 1
     resources:
         gpu=0,
         nodes=1,
