@@ -36,9 +36,9 @@ def test_defaults_are_the_papers_recipe():
 
 def test_tiny_jobs_are_every_sample_task_plus_two_ablated():
     jobs = gw.finetune_jobs(_cfg("tiny")["finetune"])
-    assert len(jobs) == 14 and len(set(jobs)) == 14
+    assert len(jobs) == 16 and len(set(jobs)) == 16  # 10 tasks + 2 x (no_aux, no_pretrain, lstm)
     assert {t for t, v, _ in jobs if v != "full"} == {"SST-2", "CoLA"}
-    assert {v for _, v, _ in jobs} == {"full", "no_aux", "no_pretrain"}
+    assert {v for _, v, _ in jobs} == {"full", "no_aux", "no_pretrain", "lstm"}
     micro = gw.finetune_jobs(_cfg("micro")["finetune"])
     assert micro == [("SST-2", "full", 0), ("RTE", "full", 0), ("SST-2", "no_pretrain", 0)]
 
