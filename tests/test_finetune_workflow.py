@@ -149,7 +149,7 @@ def test_tiny_leaves_out_a_task_whose_manual_source_is_missing(tmp_path, shared_
     assert gw.missing_manual(ft, sources, mirror=None, data_dir=tmp_path) == {}
     kept = gw.without_tasks(ft, left_out)
     jobs = gw.finetune_jobs(kept)
-    assert len(jobs) == 13 and "StoryCloze" not in {t for t, _, _ in jobs}
+    assert len(jobs) == 15 and "StoryCloze" not in {t for t, _, _ in jobs}
     needed = set(gw.needed_sources(kept, sources))
     assert "storycloze-val" not in needed and "glue-mrpc-train-tsv" in needed
     assert gw.skip_flags(left_out) == "--skipped storycloze-val storycloze-test"
