@@ -52,7 +52,7 @@ def load_configs(args: argparse.Namespace) -> tuple[ModelConfig, PretrainConfig]
     sets = parse_set(args.set)
     over = {s: sets.pop(s) for s in SECTIONS if isinstance(sets.get(s), dict)}
     over["pretrain"] = {**over.get("pretrain", {}), **sets}
-    if args.arch:
+    if getattr(args, "arch", None):  # callers may build the Namespace without it
         over["model"] = {**over.get("model", {}), "arch": args.arch}
     model_cfg, cfg = (resolve_section(params, s, over.get(s), where=str(args.params))
                       for s in SECTIONS)
