@@ -25,6 +25,7 @@ from ..optim import adamw
 from . import data
 from . import distributed as dd
 from .checkpoint import Checkpoints, check_dir
+from .curves import write_curves
 from .deadline import NEVER, TimeLimitStop, from_slurm
 from .loop import Trainer, evaluate_lm, mean_mfu
 from .metrics import MetricsLog, Progress, peak_flops
@@ -183,6 +184,7 @@ def _write_output(paths: Paths, model: GPT, gpt: GPTConfig, trainer: Trainer, fi
     with atomic_path(paths.output, is_dir=True) as tmp:
         save_model_dir(model, gpt, paths.tokenizer, tmp / "model")
         shutil.copyfile(trainer.checkpoints.run_dir / "metrics.jsonl", tmp / "metrics.jsonl")
+        write_curves(tmp / "metrics.jsonl", tmp / "curves")  # for `dvc plots`
         write_json(tmp / "metrics.json", figures)
         write_json(tmp / "config.json", resolved)
     log.info("wrote %s: val loss %.4f (unigram baseline %.4f), %.4f bits per byte", paths.output,
