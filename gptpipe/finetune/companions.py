@@ -9,9 +9,9 @@ without it, the MNLI job says in its notes that AX was not predicted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 

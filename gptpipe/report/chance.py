@@ -11,7 +11,7 @@ A run written before this field existed has no chance: its rows show "—".
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 

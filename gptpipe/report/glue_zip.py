@@ -15,9 +15,9 @@ from __future__ import annotations
 import io
 import math
 import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import polars as pl
 
