@@ -140,3 +140,24 @@ def test_glue_zip_refuses_a_file_the_server_would_reject(tmp_path, text, message
     (Path(run["file"]).parent / "SST-2.tsv").write_text(text)
     with pytest.raises(GptpipeError, match=message):
         glue_zip.collect([run])
+
+
+def test_glue_zip_in_the_report_stage(tmp_path):
+    from test_report import _run, build_run
+
+    paths = build_run(tmp_path)
+    wnli = paths["finetune"][-1]
+    examples = [Example(str(i), ("a", "b"), None, None) for i in range(ROWS)]
+    write_submission(tasks.get("WNLI"), "test", examples, [i % 2 for i in range(ROWS)], wnli)
+    run = json.loads((wnli / "metrics.json").read_text())
+    run["submission"] = [{"split": "test", "file": "WNLI.tsv", "rows": ROWS, "of": ROWS,
+                          "complete": True}]
+    (wnli / "metrics.json").write_text(json.dumps(run))
+    doc = _run(paths, repo=tmp_path)
+    archive = paths["output"] / glue_zip.ARCHIVE
+    assert zipfile.ZipFile(archive).namelist() == ["WNLI.tsv"]
+    assert doc["glue_archive"]["missing"] == [n for n in SERVER_NAMES if n != "WNLI.tsv"]
+    md = (paths["output"] / "report.md").read_text(encoding="utf-8")
+    assert "## GLUE server archive" in md and "best dev score" in md
+    assert "| SST-2.tsv | SST-2 | missing | — | SST-2 seed 1 (dev accuracy 58.0) |" in md
+    assert "| AX.tsv | AX | missing | — | — | no `full` run of MNLI |" in md
