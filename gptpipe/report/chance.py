@@ -72,6 +72,9 @@ def with_chance(results: Mapping[str, pl.DataFrame], runs: Sequence[Mapping]
     rows = {**_paper_rows(), **_other_rows(runs)}
     out = {}
     for name, frame in results.items():
+        if not {"label", "variant"} <= set(frame.columns):  # not a TABLE_SCHEMA table
+            out[name] = frame
+            continue
         values = [row_chance(chances, rows.get((name, r["label"])), r["variant"])
                   for r in frame.iter_rows(named=True)]
         out[name] = frame.with_columns(pl.Series(COLUMN, values, dtype=pl.Float64))
