@@ -30,7 +30,7 @@ from ..errors import GptpipeError
 from ..io import file_sha256
 from ..tasks.spec import Example, TaskSpec
 from ..tasks.transforms import encode_examples
-from . import companions, outputs
+from . import companions, events, outputs
 from .body import Body, build_gpt, open_body
 from .data import Recipe, TaskData, load_task, recipe
 from .loop import predict, train
@@ -95,9 +95,10 @@ def run(cfg: FinetuneConfig, job: Job, model_dir: Path, data_dir: Path, output: 
              spec.name, job.variant, job.seed, len(data.train),
              -(-len(data.train) // rec.batch) * rec.epochs, rec.batch,
              passes_per_update(rec.batch, per_pass), per_pass, device)
+    curve: list[dict] = []
     train_log = train(model, encoded[str(spec.train_split)], rec, pad_id=body.ids.pad,
                       generator=torch.Generator().manual_seed(job.seed), device=device,
-                      autocast=autocast)
+                      autocast=autocast, on_update=curve.append)
     t1 = time.perf_counter()
     results = {}
     for split, examples in {**data.scored, **data.predicted}.items():
@@ -119,6 +120,7 @@ def run(cfg: FinetuneConfig, job: Job, model_dir: Path, data_dir: Path, output: 
             spec, [results[s] for s in data.predicted], available, tmp) + extra_files
         figures["seconds"]["total"] = round(time.perf_counter() - t0, 3)
         write_json(tmp / outputs.METRICS, figures)
+        events.write(tmp, curve, train_log, scores)
     headline = figures["headline"]
     log.info("wrote %s: %s %s %s", output, headline["split"], headline["metric"],
              headline["percent"])
