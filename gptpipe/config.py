@@ -435,6 +435,13 @@ class FinetuneConfig:
     # data/ nor in the mirror: `required` stops the run with the instructions; `optional` (the
     # tiny demo) leaves the task out of the DAG, and the report says why it was not run.
     manual_sources: Literal["required", "optional"] = "required"
+    # STS-B's target (the paper is silent; gptpipe/finetune/model.py). classes: as OpenAI's code,
+    # the 0-5 score as a distribution over 6 classes (Tai et al.), predicted as the expected
+    # score; regression: one output, squared error (Hugging Face's run_glue).
+    stsb_target: Literal["classes", "regression"] = "classes"
+    # Fine-tuning a pre-trained model: draw the rows of start, delimiter and extract afresh from
+    # N(0, 0.02), as OpenAI's code does (pre-training never saw them); false: keep them.
+    fresh_special_rows: bool = True
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch < 1 or self.epochs < 1 or self.max_len < 3:
