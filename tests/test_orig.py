@@ -247,3 +247,21 @@ def test_gpt1_preset_bpe_style(scale, style):
     if scale == "gpt1":
         assert (cfg.vocab_size, cfg.limit_alphabet, cfg.exact_merges) == (40_478, 238, True)
         assert bpe.merges_wanted(cfg) == 40_000
+
+
+def test_stsb_stage_writes_expected_scores_and_the_knobs(micro_cfg, model_dir, shared_data,
+                                                         tmp_path):
+    out = tmp_path / "STS-B/full/seed0"
+    figures = stage.run(micro_cfg, stage.Job("STS-B", "full", 0), model_dir, shared_data, out)
+    assert figures["recipe"]["stsb_target"] == "classes"
+    assert figures["recipe"]["fresh_special_rows"] is True
+    lines = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert lines and all(len(x["scores"]) == 6 for x in lines)
+    for x in lines:  # the prediction is the expected score of the 6 logits
+        assert x["prediction"] == pytest.approx(float(expected_score(torch.tensor(x["scores"]))))
+    assert figures["scores"]["dev"]["pearson"] is not None
+    flat = stage.run(dataclasses.replace(micro_cfg, stsb_target="regression"),
+                     stage.Job("STS-B", "full", 0), model_dir, shared_data, tmp_path / "r")
+    assert flat["recipe"]["stsb_target"] == "regression"
+    first = json.loads((tmp_path / "r/predictions.jsonl").read_text().splitlines()[0])
+    assert len(first["scores"]) == 1 and first["prediction"] == pytest.approx(first["scores"][0])
