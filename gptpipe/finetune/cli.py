@@ -31,10 +31,10 @@ from ..io import file_sha256
 from ..tasks.spec import Example, TaskSpec
 from ..tasks.transforms import encode_examples
 from . import companions, events, outputs
-from .body import Body, build_gpt, open_body
+from .body import Body, build_gpt, fresh_special_rows, open_body
 from .data import Recipe, TaskData, load_task, recipe
 from .loop import predict, train
-from .model import TaskModel
+from .model import TaskModel, head_outputs
 from .passes import examples_per_pass, passes_per_update
 
 NAME = "finetune"
@@ -69,7 +69,10 @@ def _spec(task: str) -> TaskSpec:
 
 def _task_model(body: Body, spec: TaskSpec, rec: Recipe, seed: int) -> TaskModel:
     gpt = build_gpt(body, rec.pretrained, seed)
-    return TaskModel(gpt, spec.kind, spec.num_labels, n_choices=spec.n_choices,
+    if rec.pretrained and rec.fresh_special_rows:
+        fresh_special_rows(gpt, body.ids, seed)
+    n_out = head_outputs(spec.kind, spec.num_labels, rec.stsb_target)
+    return TaskModel(gpt, spec.kind, n_out, n_choices=spec.n_choices,
                      clf_dropout=rec.clf_dropout,
                      generator=torch.Generator().manual_seed(seed + 1))
 
