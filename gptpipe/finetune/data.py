@@ -20,6 +20,7 @@ from ..config import FinetuneConfig, Holdout, TaskOverride
 from ..errors import GptpipeError
 from ..tasks.loaders import LoadReport, held_ids, load_split, split_ids
 from ..tasks.spec import Example, TaskSpec
+from .transfer import layers_of
 
 CAP_SALT = "gptpipe-cap"  # hash salt of the capped subsets: the same for every seed and variant
 
@@ -47,6 +48,7 @@ class Recipe:
     max_eval_examples: int  # 0 = all
     submit: bool  # write GLUE submission files for the hidden-label splits
     pretrained: bool  # False for variant `no_pretrain`: same network, random initialisation
+    transfer: int | None = None  # variant `transfer<k>`: k blocks pre-trained (None: all)
 
 
 def recipe(cfg: FinetuneConfig, task: str, variant: str) -> Recipe:
@@ -57,7 +59,7 @@ def recipe(cfg: FinetuneConfig, task: str, variant: str) -> Recipe:
     knobs.setdefault("submit", True)
     if variant == "no_aux":
         knobs["lm_weight"] = 0.0
-    return Recipe(**knobs, pretrained=variant != "no_pretrain")
+    return Recipe(**knobs, pretrained=variant != "no_pretrain", transfer=layers_of(variant))
 
 
 @dataclass
