@@ -31,7 +31,7 @@ from ..config import (
     resolve_section,
     validate_params,
 )
-from . import collect, figures, provenance, render, tables
+from . import collect, figures, provenance, render, tables, transfer
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,8 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
     runs = collect.load_runs(inputs.finetune)
     bpe, shard = collect.load_bpe(inputs.bpe), collect.load_shard(inputs.shard)
     parts = collect.load_ingest(inputs.ingest)
-    results = tables.paper_tables(runs, collect.scores_frame(runs), not_run)
+    paper_runs = transfer.without_transfer(runs)  # Figure 2's runs have a section of their own
+    results = tables.paper_tables(paper_runs, collect.scores_frame(paper_runs), not_run)
     compute = tables.compute_frame(pre.summary, runs)
     notes = collect.task_notes(runs, cfg.max_notes)
     prov = provenance.collect(resolved, repo, _recorded(pre, runs, bpe, shard, parts, inputs),
@@ -193,6 +194,9 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
     figs = _figures(pre, results)
     sections = _sections(pre, results, figs, compute, notes,
                          _provenance_sections(prov, _data_sections(bpe, shard, parts)))
+    layers = transfer.layers_section(runs, resolved["finetune"], not_run)  # Figure 2, left
+    figs = [*figs, *layers.figures]
+    sections.insert(2, layers.section)  # after "Fine-tuning beside the paper"
     doc = {
         "title": cfg.title, "scale": params.get("scale", "tiny"),
         "tables": {name: frame.to_dicts() for name, frame in results.items()},
@@ -200,7 +204,7 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
                      "bytes": len(f.png), "sha256": hashlib.sha256(f.png).hexdigest()}
                     for f in figs],
         "pretrain": pre.summary, "compute": compute.to_dicts(), "notes": notes,
-        "not_run": not_run,
+        "not_run": not_run, "layers_transferred": layers.rows,
         "tokenizer": bpe, "shards": shard, "ingest": parts, "provenance": prov,
         "jobs": [{"task": r["task"], "variant": r["variant"], "seed": r["seed"], "file": r["file"]}
                  for r in runs],
