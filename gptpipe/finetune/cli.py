@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,9 +29,9 @@ from ..config import VARIANTS, FinetuneConfig, to_dict
 from ..device import autocast_for, resolve_device
 from ..errors import GptpipeError
 from ..io import file_sha256
-from ..tasks.spec import TaskSpec
+from ..tasks.spec import Example, TaskSpec
 from ..tasks.transforms import encode_examples
-from . import outputs, transfer
+from . import companions, outputs, transfer
 from .body import Body, build_gpt, open_body
 from .data import Recipe, TaskData, load_task, recipe
 from .loop import predict, train
@@ -84,6 +85,8 @@ def run(cfg: FinetuneConfig, job: Job, model_dir: Path, data_dir: Path, output: 
     rec = recipe(cfg, spec.name, job.variant)
     body = open_body(model_dir, rec.max_len)
     data = load_task(cfg, spec.name, rec, data_dir)
+    extra, extra_notes = companions.load_companions(cfg, spec, rec, data_dir)
+    data.notes.extend(extra_notes)  # e.g. AX (MNLI's companion) absent or capped
     encoded, truncation = _encode(data, body, rec.max_len)
     device = resolve_device(cfg.device, section=NAME)
     autocast, _ = autocast_for(device, cfg.precision)
@@ -109,10 +112,13 @@ def run(cfg: FinetuneConfig, job: Job, model_dir: Path, data_dir: Path, output: 
     figures["device"], figures["threads"] = device.type, torch.get_num_threads()
     figures["model"]["parameters"] = model.gpt.num_params()
     with atomic_path(output, is_dir=True) as tmp:
-        write_text(tmp / outputs.PREDICTIONS, outputs.prediction_lines(list(results.values())))
+        extra_results, extra_files = companions.predict_companions(
+            extra, _predictor(model, body, spec, rec, device, autocast), tmp)
+        write_text(tmp / outputs.PREDICTIONS,
+                   outputs.prediction_lines([*results.values(), *extra_results]))
         available = {s: c["available"] for s, c in data.counts.items()}
         figures["submission"] = outputs.write_submissions(
-            spec, [results[s] for s in data.predicted], available, tmp)
+            spec, [results[s] for s in data.predicted], available, tmp) + extra_files
         figures["seconds"]["total"] = round(time.perf_counter() - t0, 3)
         write_json(tmp / outputs.METRICS, figures)
     headline = figures["headline"]
@@ -121,17 +127,31 @@ def run(cfg: FinetuneConfig, job: Job, model_dir: Path, data_dir: Path, output: 
     return figures
 
 
+def _predictor(model: TaskModel, body: Body, spec: TaskSpec, rec: Recipe, device: torch.device,
+               autocast) -> Callable[[list[Example]], tuple[torch.Tensor, dict]]:
+    """examples -> (scores, truncation figures) with the fine-tuned model: for the tasks it
+    predicts beside its own (MNLI: AX)."""
+    def run_on(examples: list[Example]) -> tuple[torch.Tensor, dict]:
+        encoded, stats = encode_examples(examples, spec.kind, body.tokenizer, rec.max_len,
+                                         source=str(body.tokenizer_path))
+        return predict(model, encoded, batch=rec.batch, pad_id=body.ids.pad, device=device,
+                       autocast=autocast), stats.to_dict()
+    return run_on
+
+
 def _figures(cfg: FinetuneConfig, job: Job, spec: TaskSpec, rec: Recipe, body: Body,
              data: TaskData, truncation: dict, train_log: dict, scores: dict) -> dict:
     first_split = next(iter(data.scored))
     metric = spec.metrics[0]
     value = scores[first_split][metric]
+    chance = {s: outputs.chance(spec, ex) for s, ex in data.scored.items()}
     return {
         "task": spec.name, "variant": job.variant, "seed": job.seed, "kind": spec.kind,
         "train_split": spec.train_split, "reported_splits": list(data.scored),
         "headline": {"split": first_split, "metric": metric, "value": value,
                      "percent": None if value is None else round(100 * value, 4)},
         "scores": scores, "scores_percent": {s: outputs.percent(v) for s, v in scores.items()},
+        "chance": chance, "chance_percent": {s: outputs.percent(v) for s, v in chance.items()},
         "paper_percent": dict(spec.paper), "examples": data.counts,
         "caps": {"max_train_examples": rec.max_train_examples,
                  "max_eval_examples": rec.max_eval_examples,

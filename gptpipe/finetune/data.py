@@ -133,6 +133,28 @@ def _check_holdout(spec: TaskSpec, hold: Holdout) -> None:
                            "out or carved")
 
 
+# Tasks predicted with another task's model (`finetune.companions`, which loads them).
+
+
+def companion_specs(spec: TaskSpec) -> list[TaskSpec]:
+    """The registry's tasks predicted with `spec`'s model (MNLI: AX), in registry order."""
+    return [t for t in tasks.TASKS.values() if t.predict_with == spec.name]
+
+
+def submitted_splits(companion: TaskSpec) -> list[str]:
+    """Hidden-label splits that have a GLUE file."""
+    return [s for s in companion.unlabelled_splits if s in companion.submission_files]
+
+
+def companion_paths(spec: TaskSpec, rec: Recipe) -> list[str]:
+    """Paths under the data folder a run of `spec` reads for its companions (none unless it
+    writes submissions)."""
+    if not rec.submit:
+        return []
+    return [str(Path(c.data_dir) / c.files[s])
+            for c in companion_specs(spec) for s in submitted_splits(c)]
+
+
 def files_read(cfg: FinetuneConfig, task: str, variant: str = "full") -> list[str]:
     """Paths (relative to the data folder) of every file a run of `task` reads: what the
     workflow checks against the fetched sources before any job runs."""
@@ -141,6 +163,7 @@ def files_read(cfg: FinetuneConfig, task: str, variant: str = "full") -> list[st
     paths = [str(Path(spec.data_dir) / spec.files[s]) for s in steps.read]
     if spec.loader == "mrpc" and {"train", "dev"} & set(steps.read):
         paths += [str(Path(spec.data_dir) / f) for f in spec.aux_files.values()]
+    paths += companion_paths(spec, recipe(cfg, spec.name, variant))  # MNLI: AX's test file
     return list(dict.fromkeys(paths))
 
 
