@@ -179,7 +179,8 @@ def _run(task: str, k: int, seed: int, percent: float | None, metric: str = "acc
          split: str = "dev") -> dict:
     return {"task": task, "variant": f"transfer{k}", "seed": seed,
             "headline": {"metric": metric, "split": split, "percent": percent},
-            "scores_percent": {split: {metric: percent}}}
+            "scores_percent": {split: {metric: percent}},
+            "chance_percent": {split: {metric: 50.9 if metric == "accuracy" else 0.0}}}
 
 
 def test_transfer_report_section_plots_mean_and_spread_per_k():
@@ -196,6 +197,7 @@ def test_transfer_report_section_plots_mean_and_spread_per_k():
     table = layers.section.table.to_dicts()
     assert [t["Δ vs k=0"] for t in table] == ["+0.0", "+9.0", "+14.5", "—"]
     assert table[0]["Ours"] == "52.0 ± 2.8" and table[2]["Transferred"] == "embeddings + 4 blocks"
+    assert [t["Chance"] for t in table] == ["50.9", "50.9", "50.9", "0.0"]
     assert layers.section.title == "Layers transferred" and "9 points" in layers.section.text
     assert layers.section.items == ("RTE: not run: source needs a manual download",)
     assert layers.figures[0].file == "layers_transferred.png"

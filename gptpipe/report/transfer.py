@@ -28,7 +28,8 @@ PAPER_FINDING = (
     "full transfer of all 12 layers.")
 CAPTION = ("Score against k, the blocks taken from pre-training with the embeddings (the rest "
            "freshly initialised; -1: nothing, 0: the embeddings only): the headline metric of "
-           "each task, mean over seeds, whiskers the sample standard deviation.")
+           "each task, mean over seeds, whiskers the sample standard deviation; dotted: the "
+           "task's chance baseline on the same split.")
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ def without_transfer(runs: Sequence[Mapping]) -> list[Mapping]:
 
 def points(runs: Sequence[Mapping]) -> list[dict]:
     """One row per (task, k): metric, split, seeds, mean and sample std in percent (None where
-    the metric was undefined for every seed), sorted by task (first seen) then k."""
+    the metric was undefined for every seed) and the split's chance baseline (None for runs
+    that did not record it), sorted by task (first seen) then k."""
     groups: dict[tuple[str, int], list[Mapping]] = {}
     for run in runs:
         k = layers_of(run["variant"])
@@ -64,26 +66,33 @@ def points(runs: Sequence[Mapping]) -> list[dict]:
         head = group[0]["headline"]
         values = [r["scores_percent"].get(head["split"], {}).get(head["metric"]) for r in group]
         defined = [v for v in values if v is not None]
+        chances = [(r.get("chance_percent") or {}).get(head["split"], {}).get(head["metric"])
+                   for r in group]
         rows.append({
             "task": task, "k": k, "metric": head["metric"], "split": head["split"],
             "seeds": sorted(r["seed"] for r in group), "n": len(defined),
             "mean": statistics.fmean(defined) if defined else None,
-            "std": statistics.stdev(defined) if len(defined) > 1 else None})
+            "std": statistics.stdev(defined) if len(defined) > 1 else None,
+            "chance": next((c for c in chances if c is not None), None)})
     return rows
 
 
 def figure(rows: Sequence[Mapping]) -> bytes:
-    """One line per task: mean score against k, sample std as whiskers; the paper's finding
-    as a note under the axes."""
+    """One line per task: mean score against k, sample std as whiskers, its chance baseline
+    dotted in the same colour; the paper's finding as a note under the axes."""
     fig = MplFigure(figsize=(7.0, 4.0))
     ax = fig.add_subplot()
     for task in dict.fromkeys(r["task"] for r in rows):
         mine = [r for r in rows if r["task"] == task and r["mean"] is not None]
         if not mine:
             continue
-        ax.errorbar([r["k"] for r in mine], [r["mean"] for r in mine],
-                    yerr=[r["std"] or 0.0 for r in mine], marker="o", capsize=3,
-                    label=f"{task} ({mine[0]['metric']}, {mine[0]['split']})")
+        line = ax.errorbar([r["k"] for r in mine], [r["mean"] for r in mine],
+                           yerr=[r["std"] or 0.0 for r in mine], marker="o", capsize=3,
+                           label=f"{task} ({mine[0]['metric']}, {mine[0]['split']})")
+        chance = next((r["chance"] for r in mine if r["chance"] is not None), None)
+        if chance is not None:
+            ax.axhline(chance, linestyle=":", color=line.lines[0].get_color(),
+                       label=f"{task} chance ({chance:.1f})")
     ks = sorted({r["k"] for r in rows})
     ax.set_xticks(ks)
     ax.set_xlabel("k: blocks transferred with the embeddings (-1: nothing)")
@@ -105,7 +114,8 @@ def _what(k: int) -> str:
 
 
 def table(rows: Sequence[Mapping]) -> pl.DataFrame:
-    """The figure's points as text, with each k's difference from k = 0 of the same task."""
+    """The figure's points as text, with the chance baseline and each k's difference from
+    k = 0 of the same task."""
     base = {r["task"]: r["mean"] for r in rows if r["k"] == 0}
     out = []
     for r in rows:
@@ -114,7 +124,8 @@ def table(rows: Sequence[Mapping]) -> pl.DataFrame:
         ours = _pct(r["mean"]) + ("" if r["std"] is None else f" ± {r['std']:.1f}")
         out.append({"Task": r["task"], "Metric (split)": f"{r['metric']} ({r['split']})",
                     "k": str(r["k"]), "Transferred": _what(r["k"]), "Ours": ours,
-                    "n": str(r["n"]), "Δ vs k=0": "—" if delta is None else f"{delta:+.1f}"})
+                    "n": str(r["n"]), "Chance": _pct(r["chance"]),
+                    "Δ vs k=0": "—" if delta is None else f"{delta:+.1f}"})
     return pl.DataFrame(out, orient="row")
 
 
