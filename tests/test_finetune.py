@@ -74,7 +74,7 @@ def tokenizer(shared_data):
              (glue / "SST-2/train.tsv").read_text(encoding="utf-8").splitlines()[1:6000]]
     texts += [line.split("\t")[-1] for line in
               (glue / "CoLA/train.tsv").read_text(encoding="utf-8").splitlines()]
-    return bpe.train(texts, BpeConfig(vocab_size=1024), source="test corpus")
+    return bpe.train(texts, BpeConfig(vocab_size=1024, style="bytelevel"), source="test corpus")
 
 
 def _gpt(tok, seed: int = 0, dropout: float = 0.1) -> GPT:

@@ -54,6 +54,7 @@ def test_snakemake_pretrains_below_the_unigram_baseline(smk_project):
                              "tokens_per_s", "mfu"}
     assert [r["step"] for r in lines if r["val_loss"] is not None] == [200, 400, 600, 800]
     assert json.loads((out / "config.json").read_text())["model"]["n_layer"] == 4
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))  # the test extra has it
     # Checkpoints stay outside the output, so that a rerun can resume from them.
     assert list((smk_project / "results/checkpoints/pretrain").glob("*/step-*/meta.json"))
     assert "val loss" in (smk_project / "results/logs/pretrain.log").read_text()
@@ -70,6 +71,7 @@ def test_snakemake_finetunes_every_sample_task(smk_project, shared_data):
             f"{m['task']}/{m['variant']}/seed{m['seed']}"
         assert m["headline"]["value"] is not None and m["train"]["steps"] > 0, path
         assert (path.parent / "predictions.jsonl").stat().st_size > 0
+        assert list((path.parent / "tensorboard").glob("events.out.tfevents.*")), path
         runs[m["task"], m["variant"]] = m
     tasks = {"CoLA", "SST-2", "MRPC", "STS-B", "QQP", "QNLI", "RTE", "WNLI", "SNLI", "StoryCloze"}
     assert {t for t, v in runs if v == "full"} == tasks

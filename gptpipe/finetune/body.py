@@ -16,7 +16,7 @@ from tokenizers import Tokenizer
 
 from .. import vocab
 from ..errors import GptpipeError
-from ..model import GPT, GPTConfig
+from ..model import GPT, INIT_STD, GPTConfig
 from ..modeldir import (
     CONFIG,
     TOKENIZER,
@@ -79,3 +79,18 @@ def build_gpt(body: Body, pretrained: bool, seed: int, transfer: int | None = No
             tensors = partial_state(tensors, transfer)
         gpt.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=transfer is None)
     return gpt
+
+
+def fresh_special_rows(gpt: GPT, ids: SpecialIds, seed: int) -> list[int]:
+    """Redraw from N(0, 0.02) the embedding rows of start, delimiter and extract, the tokens
+    the fine-tuning inputs add (OpenAI's code draws them afresh for each run): pre-training
+    never saw them, so their rows are only what weight decay left of the initialisation.
+    `<|pad|>` (never attended to) and `<|endoftext|>` (seen) keep theirs. The output head is
+    tied to these rows, so the auxiliary LM loss predicts them with the new rows too. Drawn
+    from `seed` + 2 (the head draws from `seed` + 1); returns the rows redrawn."""
+    rows = [ids.start, ids.delim, ids.extract]
+    draw = torch.randn(len(rows), gpt.cfg.d_model,
+                       generator=torch.Generator().manual_seed(seed + 2))
+    with torch.no_grad():
+        gpt.wte.weight[rows] = draw * INIT_STD
+    return rows

@@ -31,11 +31,11 @@ from ..errors import GptpipeError
 from ..io import file_sha256
 from ..tasks.spec import Example, TaskSpec
 from ..tasks.transforms import encode_examples
-from . import companions, outputs, transfer
-from .body import Body, build_gpt, open_body
+from . import companions, events, outputs, transfer
+from .body import Body, build_gpt, fresh_special_rows, open_body
 from .data import Recipe, TaskData, load_task, recipe
 from .loop import predict, train
-from .model import TaskModel
+from .model import TaskModel, head_outputs
 from .passes import examples_per_pass, passes_per_update
 
 NAME = "finetune"
@@ -70,7 +70,10 @@ def _spec(task: str) -> TaskSpec:
 
 def _task_model(body: Body, spec: TaskSpec, rec: Recipe, seed: int) -> TaskModel:
     gpt = build_gpt(body, rec.pretrained, seed, rec.transfer)
-    return TaskModel(gpt, spec.kind, spec.num_labels, n_choices=spec.n_choices,
+    if rec.pretrained and rec.fresh_special_rows:
+        fresh_special_rows(gpt, body.ids, seed)
+    n_out = head_outputs(spec.kind, spec.num_labels, rec.stsb_target)
+    return TaskModel(gpt, spec.kind, n_out, n_choices=spec.n_choices,
                      clf_dropout=rec.clf_dropout,
                      generator=torch.Generator().manual_seed(seed + 1))
 
@@ -97,9 +100,10 @@ def run(cfg: FinetuneConfig, job: Job, model_dir: Path, data_dir: Path, output: 
              spec.name, job.variant, job.seed, len(data.train),
              -(-len(data.train) // rec.batch) * rec.epochs, rec.batch,
              passes_per_update(rec.batch, per_pass), per_pass, device)
+    curve: list[dict] = []
     train_log = train(model, encoded[str(spec.train_split)], rec, pad_id=body.ids.pad,
                       generator=torch.Generator().manual_seed(job.seed), device=device,
-                      autocast=autocast)
+                      autocast=autocast, on_update=curve.append)
     t1 = time.perf_counter()
     results = {}
     for split, examples in {**data.scored, **data.predicted}.items():
@@ -121,6 +125,7 @@ def run(cfg: FinetuneConfig, job: Job, model_dir: Path, data_dir: Path, output: 
             spec, [results[s] for s in data.predicted], available, tmp) + extra_files
         figures["seconds"]["total"] = round(time.perf_counter() - t0, 3)
         write_json(tmp / outputs.METRICS, figures)
+        events.write(tmp, curve, train_log, scores)
     headline = figures["headline"]
     log.info("wrote %s: %s %s %s", output, headline["split"], headline["metric"],
              headline["percent"])

@@ -48,6 +48,8 @@ class Recipe:
     max_eval_examples: int  # 0 = all
     submit: bool  # write GLUE submission files for the hidden-label splits
     pretrained: bool  # False for variant `no_pretrain`: same network, random initialisation
+    stsb_target: str = "classes"  # STS-B: 6 classes (Tai et al.) or one regressed output
+    fresh_special_rows: bool = True  # redraw start, delimiter and extract rows (if pretrained)
     transfer: int | None = None  # variant `transfer<k>`: k blocks pre-trained (None: all)
 
 
