@@ -445,6 +445,13 @@ class FinetuneConfig:
     # Fine-tuning a pre-trained model: draw the rows of start, delimiter and extract afresh from
     # N(0, 0.02), as OpenAI's code does (pre-training never saw them); false: keep them.
     fresh_special_rows: bool = True
+    # Figure 2 (left): variant `transfer<k>` of each task of `transfer_tasks` for each k of
+    # `transfer_layers`: the embeddings and the first k blocks from pre-training, the other
+    # blocks freshly initialised (the original's --n_transfer); k = -1 transfers nothing, 0 the
+    # embeddings only, n_layer everything (as `full`). k <= model.n_layer is checked where the
+    # model's depth is known (workflow.validate, the job's model.json).
+    transfer_tasks: tuple[str, ...] = ("MNLI", "RACE")
+    transfer_layers: tuple[int, ...] = tuple(range(13))
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch < 1 or self.epochs < 1 or self.max_len < 3:
@@ -464,6 +471,13 @@ class FinetuneConfig:
 
         for name in ("tasks", "ablation_tasks"):
             object.__setattr__(self, name, canonical_tasks(getattr(self, name), name))
+        if any(k < -1 for k in self.transfer_layers):
+            raise ValueError("transfer_layers: each k >= -1 (-1: nothing transferred, "
+                             "0: the embeddings only, k: the embeddings and k blocks)")
+        if len(set(self.transfer_layers)) < len(self.transfer_layers):
+            raise ValueError(f"transfer_layers: a k is listed twice in {self.transfer_layers}")
+        object.__setattr__(self, "transfer_tasks",
+                           canonical_tasks(self.transfer_tasks, "transfer_tasks"))
         for name in ("overrides", "files", "holdout"):
             keys = canonical_tasks(tuple(getattr(self, name)), name)
             object.__setattr__(self, name, dict(zip(keys, getattr(self, name).values())))

@@ -31,6 +31,9 @@ _TINY_FINETUNE: dict = {
     },
     "overrides": {"QQP": {"submit": False}},
     "manual_sources": "optional",
+    # Figure 2 (left) on SST-2: the embeddings alone, half the blocks, all 4 (as `full`).
+    "transfer_tasks": ["SST-2"],
+    "transfer_layers": [0, 2, 4],
 }
 
 PRESETS: dict[str, dict[str, dict]] = {
@@ -78,6 +81,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         # Two tasks and one ablation run, tens of examples: the workflow tests' DAG.
         "finetune": {**_TINY_FINETUNE, "max_len": 64, "batch": 8, "tasks": ["SST-2", "RTE"],
                      "ablation_tasks": ["SST-2"], "ablation_variants": ["no_pretrain"],
-                     "max_train_examples": 32, "max_eval_examples": 32},
+                     "max_train_examples": 32, "max_eval_examples": 32,
+                     "transfer_tasks": []},  # tests that need transfer jobs set them
     },
 }

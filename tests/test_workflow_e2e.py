@@ -98,6 +98,10 @@ def test_snakemake_reports_every_run_beside_the_paper(smk_project):
     assert "MNLI.zip" not in json.dumps(data["provenance"]["inputs"])  # only what the run read
     assert data["provenance"]["git"]
     assert "CoLA" in (out / "report.md").read_text(encoding="utf-8")
+    # Figure 2 (left): tiny fine-tunes SST-2 with 0, 2 and 4 of its 4 blocks transferred.
+    assert "Layers transferred" in page and (out / "layers_transferred.png").is_file()
+    assert [(r["task"], r["k"]) for r in data["layers_transferred"]] == [
+        ("SST-2", 0), ("SST-2", 2), ("SST-2", 4)]
     assert (smk_project / "results/logs/report.log").is_file()
 
 

@@ -27,6 +27,7 @@ from ..modeldir import (
     read_weights,
 )
 from ..vocab import SpecialIds
+from .transfer import check_layers, partial_state
 
 
 @dataclass(frozen=True)
@@ -60,18 +61,23 @@ def open_body(path: Path, max_len: int) -> Body:
     return Body(folder, tok, ids, cfg)
 
 
-def build_gpt(body: Body, pretrained: bool, seed: int) -> GPT:
+def build_gpt(body: Body, pretrained: bool, seed: int, transfer: int | None = None) -> GPT:
     """The pre-trained network, or (`pretrained=False`) the same shape freshly initialised
     from `seed`, the weights file then not read at all. Weight names and shapes are checked
-    against `model.json` (errors name the file)."""
+    against `model.json` (errors name the file). `transfer` k: only the embeddings and the
+    first k blocks are pre-trained, the rest as freshly initialised (`finetune.transfer`)."""
     gpt = GPT(body.cfg, generator=torch.Generator().manual_seed(seed))
+    if transfer is not None:
+        check_layers(transfer, body.cfg.n_layer, str(body.folder / CONFIG))
     if pretrained:
         # Not `modeldir.load_model_dir`: it builds the network on the meta device, whose
         # initialisation imports torch's compiler stack (seconds per job at tiny scale).
         where = body.folder / WEIGHTS
         tensors = read_weights(where)
         check_state_dict(tensors, gpt.state_dict(), where, body.cfg)
-        gpt.load_state_dict({k: v.float() for k, v in tensors.items()})
+        if transfer is not None:
+            tensors = partial_state(tensors, transfer)
+        gpt.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=transfer is None)
     return gpt
 
 

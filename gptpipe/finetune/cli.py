@@ -4,7 +4,8 @@
         --data data --output results/finetune/SST-2/full/seed0
 
 Variants (Table 5): `full` (pre-trained, task loss + λ·LM loss), `no_aux` (λ = 0),
-`no_pretrain` (the same network and tokenizer, randomly initialised from the seed). Writes
+`no_pretrain` (the same network and tokenizer, randomly initialised from the seed); Figure 2:
+`transfer<k>` (as `full`, but only the embeddings and the first k blocks pre-trained). Writes
 OUTPUT/metrics.json (scores, counts, caps, truncation, loader reports, losses, timings, the
 resolved config), OUTPUT/predictions.jsonl (one line per scored or predicted example) and, for
 tasks with GLUE test files, the submission TSV(s); all at once, or nothing.
@@ -30,7 +31,7 @@ from ..errors import GptpipeError
 from ..io import file_sha256
 from ..tasks.spec import Example, TaskSpec
 from ..tasks.transforms import encode_examples
-from . import companions, events, outputs
+from . import companions, events, outputs, transfer
 from .body import Body, build_gpt, fresh_special_rows, open_body
 from .data import Recipe, TaskData, load_task, recipe
 from .loop import predict, train
@@ -68,7 +69,7 @@ def _spec(task: str) -> TaskSpec:
 
 
 def _task_model(body: Body, spec: TaskSpec, rec: Recipe, seed: int) -> TaskModel:
-    gpt = build_gpt(body, rec.pretrained, seed)
+    gpt = build_gpt(body, rec.pretrained, seed, rec.transfer)
     if rec.pretrained and rec.fresh_special_rows:
         fresh_special_rows(gpt, body.ids, seed)
     n_out = head_outputs(spec.kind, spec.num_labels, rec.stsb_target)
@@ -80,8 +81,9 @@ def _task_model(body: Body, spec: TaskSpec, rec: Recipe, seed: int) -> TaskModel
 def run(cfg: FinetuneConfig, job: Job, model_dir: Path, data_dir: Path, output: Path) -> dict:
     """Fine-tune, score and predict; write `output` atomically; return metrics.json's figures."""
     t0 = time.perf_counter()
-    if job.variant not in VARIANTS:
-        raise GptpipeError(f"unknown variant {job.variant!r} (known: {', '.join(VARIANTS)})")
+    if not transfer.is_variant(job.variant):
+        raise GptpipeError(f"unknown variant {job.variant!r} (known: {', '.join(VARIANTS)}, "
+                           "transfer<k>)")
     spec = _spec(job.task)
     rec = recipe(cfg, spec.name, job.variant)
     body = open_body(model_dir, rec.max_len)
@@ -172,8 +174,9 @@ def _figures(cfg: FinetuneConfig, job: Job, spec: TaskSpec, rec: Recipe, body: B
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(NAME, __doc__.splitlines()[0])
     parser.add_argument("--task", required=True, help="task name, e.g. SST-2 (see gptpipe.tasks)")
-    parser.add_argument("--variant", required=True, choices=VARIANTS,
-                        help="full | no_aux (λ = 0) | no_pretrain (random initialisation)")
+    parser.add_argument("--variant", required=True, type=transfer.variant_arg,
+                        help="full | no_aux (λ = 0) | no_pretrain (random initialisation) | "
+                             "transfer<k> (embeddings and k blocks pre-trained; k >= -1)")
     parser.add_argument("--seed", required=True, type=int, help="initialisation, dropout, order")
     parser.add_argument("--model", required=True, type=Path, metavar="DIR",
                         help="model folder, or a pretrain output holding one in model/")

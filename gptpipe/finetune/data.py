@@ -20,6 +20,7 @@ from ..config import FinetuneConfig, Holdout, TaskOverride
 from ..errors import GptpipeError
 from ..tasks.loaders import LoadReport, held_ids, load_split, split_ids
 from ..tasks.spec import Example, TaskSpec
+from .transfer import layers_of
 
 CAP_SALT = "gptpipe-cap"  # hash salt of the capped subsets: the same for every seed and variant
 
@@ -49,6 +50,7 @@ class Recipe:
     pretrained: bool  # False for variant `no_pretrain`: same network, random initialisation
     stsb_target: str = "classes"  # STS-B: 6 classes (Tai et al.) or one regressed output
     fresh_special_rows: bool = True  # redraw start, delimiter and extract rows (if pretrained)
+    transfer: int | None = None  # variant `transfer<k>`: k blocks pre-trained (None: all)
 
 
 def recipe(cfg: FinetuneConfig, task: str, variant: str) -> Recipe:
@@ -59,7 +61,7 @@ def recipe(cfg: FinetuneConfig, task: str, variant: str) -> Recipe:
     knobs.setdefault("submit", True)
     if variant == "no_aux":
         knobs["lm_weight"] = 0.0
-    return Recipe(**knobs, pretrained=variant != "no_pretrain")
+    return Recipe(**knobs, pretrained=variant != "no_pretrain", transfer=layers_of(variant))
 
 
 @dataclass

@@ -31,7 +31,7 @@ from ..config import (
     resolve_section,
     validate_params,
 )
-from . import chance, collect, figures, glue_zip, provenance, render, tables
+from . import chance, collect, figures, glue_zip, provenance, render, tables, transfer
 from . import scores as dvc_scores
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,8 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
     runs = collect.load_runs(inputs.finetune)
     bpe, shard = collect.load_bpe(inputs.bpe), collect.load_shard(inputs.shard)
     parts = collect.load_ingest(inputs.ingest)
-    results = tables.paper_tables(runs, collect.scores_frame(runs), not_run)
+    paper_runs = transfer.without_transfer(runs)  # Figure 2's runs have a section of their own
+    results = tables.paper_tables(paper_runs, collect.scores_frame(paper_runs), not_run)
     results = chance.with_chance(results, runs)  # a "chance" column beside every score
     compute = tables.compute_frame(pre.summary, runs)
     notes = collect.task_notes(runs, cfg.max_notes)
@@ -202,6 +203,9 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
                          _provenance_sections(prov, _data_sections(bpe, shard, parts)))
     archive = glue_zip.collect(runs)
     sections.insert(2, glue_zip.section(archive))  # after "Fine-tuning beside the paper"
+    layers = transfer.layers_section(runs, resolved["finetune"], not_run)  # Figure 2, left
+    figs = [*figs, *layers.figures]
+    sections.insert(2, layers.section)  # after "Fine-tuning beside the paper"
     doc = {
         "title": cfg.title, "scale": params.get("scale", "tiny"),
         "tables": {name: frame.to_dicts() for name, frame in results.items()},
@@ -210,6 +214,7 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
                     for f in figs],
         "pretrain": pre.summary, "compute": compute.to_dicts(), "notes": notes,
         "not_run": not_run, "glue_archive": glue_zip.summary(archive),
+        "layers_transferred": layers.rows,
         "tokenizer": bpe, "shards": shard, "ingest": parts, "provenance": prov,
         "jobs": [{"task": r["task"], "variant": r["variant"], "seed": r["seed"], "file": r["file"]}
                  for r in runs],
