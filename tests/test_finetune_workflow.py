@@ -13,6 +13,7 @@ import yaml
 
 from gptpipe import workflow as gw
 from gptpipe.config import FinetuneConfig, Holdout, load_params, resolve_section, validate_params
+from gptpipe.declared import declared_sources
 from gptpipe.errors import ConfigError, GptpipeError
 from gptpipe.finetune.data import files_read, recipe
 from gptpipe.fetch import cli as fetch
@@ -36,9 +37,10 @@ def test_defaults_are_the_papers_recipe():
 
 def test_tiny_jobs_are_every_sample_task_plus_two_ablated():
     jobs = gw.finetune_jobs(_cfg("tiny")["finetune"])
-    assert len(jobs) == 16 and len(set(jobs)) == 16  # 10 tasks + 2 x (no_aux, no_pretrain, lstm)
+    assert len(jobs) == 19 and len(set(jobs)) == 19  # + 2 x lstm (Table 5's LSTM row)
     assert {t for t, v, _ in jobs if v != "full"} == {"SST-2", "CoLA"}
-    assert {v for _, v, _ in jobs} == {"full", "no_aux", "no_pretrain", "lstm"}
+    assert {v for _, v, _ in jobs} == {"full", "no_aux", "no_pretrain", "lstm", "transfer0",
+                                       "transfer2", "transfer4"}  # Figure 2 on SST-2
     micro = gw.finetune_jobs(_cfg("micro")["finetune"])
     assert micro == [("SST-2", "full", 0), ("RTE", "full", 0), ("SST-2", "no_pretrain", 0)]
 
@@ -53,7 +55,7 @@ def test_every_file_a_job_reads_is_in_the_mirror(scale, shared_data):
 
 
 def test_undeclared_task_data_fails_before_any_job():
-    sources = [s for s in PARAMS["fetch"]["sources"] if s["name"] != "race"]
+    sources = [s for s in declared_sources() if s["name"] != "race"]
     params = PARAMS | {"scale": "gpt1", "fetch": {"sources": sources}}
     cfg = validate_params(params)
     with pytest.raises(ConfigError, match="task RACE reads data/other/RACE/train, which no"):
@@ -75,7 +77,7 @@ def test_every_paper_task_is_declared_and_a_run_fetches_only_what_it_reads():
     outs = gw.fetch_outputs(tiny["fetch"], needed)
     assert "glue/MNLI" not in outs and "glue/CoLA" in outs
     # A source no job reads is not a fetch knob: declaring one reruns nothing.
-    more = PARAMS | {"fetch": {"sources": [*PARAMS["fetch"]["sources"], {
+    more = PARAMS | {"fetch": {"sources": [*declared_sources(), {
         "name": "extra", "role": "task", "kind": "file", "path": "other/x.tsv",
         "url": "https://example.org/x.tsv", "checksum": "sha256:" + "0" * 64}]}}
     assert gw.fetch_knobs(more, more) == gw.fetch_knobs(PARAMS, PARAMS)
@@ -149,7 +151,7 @@ def test_tiny_leaves_out_a_task_whose_manual_source_is_missing(tmp_path, shared_
     assert gw.missing_manual(ft, sources, mirror=None, data_dir=tmp_path) == {}
     kept = gw.without_tasks(ft, left_out)
     jobs = gw.finetune_jobs(kept)
-    assert len(jobs) == 15 and "StoryCloze" not in {t for t, _, _ in jobs}
+    assert len(jobs) == 18 and "StoryCloze" not in {t for t, _, _ in jobs}
     needed = set(gw.needed_sources(kept, sources))
     assert "storycloze-val" not in needed and "glue-mrpc-train-tsv" in needed
     assert gw.skip_flags(left_out) == "--skipped storycloze-val storycloze-test"

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from gptpipe.declared import declared_sources
 from workflow_projects import finetune_figures, job_counts, project_copy, snakemake
 
 pytestmark = pytest.mark.slow
@@ -59,7 +60,7 @@ def _publish(sample: Path, www: Path, port: int, params: dict) -> dict:
     """Put the sample under `www` as its sources' URLs serve them; returns params whose sources
     download from there (checksums of what is served where the sample differs)."""
     sources = []
-    for src in params["fetch"]["sources"]:
+    for src in declared_sources():
         src = dict(src)
         if src.get("kind") == "manual":  # handed out on request: nobody serves it
             sources.append(src)
@@ -137,8 +138,8 @@ def test_no_mirror_tiny_plans_the_mirrors_jobs_less_the_manual_tasks(shared_data
     jobs = _finetune_jobs(without.stdout)
     assert jobs == {j for j in _finetune_jobs(with_mirror.stdout)
                     if not j.startswith("StoryCloze/")}
-    assert "MRPC/full/seed0" in jobs and len(jobs) == 15
+    assert "MRPC/full/seed0" in jobs and len(jobs) == 18  # 3 SST-2/transfer<k>, 2 */lstm
     assert "StoryCloze: not run: source needs a manual download" in without.stderr
     counts = job_counts(with_mirror.stdout + with_mirror.stderr)
-    assert job_counts(without.stdout + without.stderr) == {**counts, "finetune": 15}
-    assert counts["finetune"] == 16 and counts["pretrain_lstm"] == 1
+    assert job_counts(without.stdout + without.stderr) == {**counts, "finetune": 18}
+    assert counts["finetune"] == 19 and counts["pretrain_lstm"] == 1

@@ -23,9 +23,12 @@ from ..lstm import language_model
 from ..model import GPT, GPTConfig
 from ..modeldir import save_model_dir
 from ..optim import adamw
+from ..tblog import DIR as EVENTS_DIR
+from ..tblog import copy_events, open_log
 from . import data
 from . import distributed as dd
 from .checkpoint import Checkpoints, check_dir
+from .curves import write_curves
 from .deadline import NEVER, TimeLimitStop, from_slurm
 from .loop import Trainer, evaluate_lm, mean_mfu
 from .metrics import MetricsLog, Progress, peak_flops
@@ -114,6 +117,8 @@ def _run(model_cfg: ModelConfig, cfg: PretrainConfig, paths: Paths, env: dd.Dist
     restored = store.restore(model, optimizer)
     trainer = _trainer(model, optimizer, shape, cfg, env, info, store, restored)
     trainer.deadline = deadline
+    trainer.events = open_log(store.run_dir / EVENTS_DIR, restored.step if restored else 0) \
+        if env.is_main else None
     start = trainer.resume(restored) if restored else 0
     _log_start(gpt, shape, env, model, start)
     try:
@@ -121,6 +126,8 @@ def _run(model_cfg: ModelConfig, cfg: PretrainConfig, paths: Paths, env: dd.Dist
     finally:
         if trainer.metrics is not None:
             trainer.metrics.close()
+        if trainer.events is not None:
+            trainer.events.close()
     if not env.is_main:
         return {}
     figures = _figures(trainer, shape, info, final, model, env, wall0, restored)
@@ -191,6 +198,8 @@ def _write_output(paths: Paths, model: GPT, gpt: GPTConfig, trainer: Trainer, fi
     with atomic_path(paths.output, is_dir=True) as tmp:
         save_model_dir(model, gpt, paths.tokenizer, tmp / "model")
         shutil.copyfile(trainer.checkpoints.run_dir / "metrics.jsonl", tmp / "metrics.jsonl")
+        copy_events(trainer.checkpoints.run_dir / EVENTS_DIR, tmp / EVENTS_DIR)
+        write_curves(tmp / "metrics.jsonl", tmp / "curves")  # for `dvc plots`
         write_json(tmp / "metrics.json", figures)
         write_json(tmp / "config.json", resolved)
     log.info("wrote %s: val loss %.4f (unigram baseline %.4f), %.4f bits per byte", paths.output,
