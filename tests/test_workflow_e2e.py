@@ -76,8 +76,14 @@ def test_snakemake_finetunes_every_sample_task(smk_project, shared_data):
     tasks = {"CoLA", "SST-2", "MRPC", "STS-B", "QQP", "QNLI", "RTE", "WNLI", "SNLI", "StoryCloze"}
     assert {t for t, v in runs if v == "full"} == tasks
     assert {k for k in runs if k[1] != "full"} == {
-        (t, v) for t in ("SST-2", "CoLA") for v in ("no_aux", "no_pretrain")}
+        (t, v) for t in ("SST-2", "CoLA") for v in ("no_aux", "no_pretrain", "lstm")}
     assert not runs["SST-2", "no_pretrain"]["model"]["pretrained"]
+    # Table 5's LSTM row: the full recipe on the LSTM branch's own pre-training.
+    lstm = runs["CoLA", "lstm"]
+    assert lstm["model"]["config"]["arch"] == "lstm" and lstm["recipe"]["lm_weight"] == 0.5
+    assert lstm["model"]["folder"] == "results/pretrain_lstm/model"
+    pre = json.loads((smk_project / "results/pretrain_lstm/metrics.json").read_text())
+    assert pre["val_loss"] < pre["unigram_val_loss"]
     assert runs["SST-2", "no_aux"]["recipe"]["lm_weight"] == 0
     # WNLI's whole test split fits the tiny caps: a complete GLUE submission file.
     wnli = smk_project / "results/finetune/WNLI/full/seed0/WNLI.tsv"
