@@ -61,8 +61,9 @@ def test_snakemake_pretrains_below_the_unigram_baseline(smk_project):
 
 
 def test_snakemake_finetunes_every_sample_task(smk_project, shared_data):
-    """The rest of the default target: every task of the sample in `full`, and the two
-    ablation variants on SST-2 and CoLA, one job each (the tiny preset's list)."""
+    """The rest of the default target: every task of the sample in `full`, the ablation
+    variants (LSTM included) on SST-2 and CoLA, and SST-2 with 0, 2 and 4 blocks transferred,
+    one job each (the tiny preset's list)."""
     snakemake(smk_project, "all", config=(f"mirror={shared_data}",))
     runs = {}
     for path in (smk_project / "results/finetune").glob("*/*/seed*/metrics.json"):
@@ -76,7 +77,8 @@ def test_snakemake_finetunes_every_sample_task(smk_project, shared_data):
     tasks = {"CoLA", "SST-2", "MRPC", "STS-B", "QQP", "QNLI", "RTE", "WNLI", "SNLI", "StoryCloze"}
     assert {t for t, v in runs if v == "full"} == tasks
     assert {k for k in runs if k[1] != "full"} == {
-        (t, v) for t in ("SST-2", "CoLA") for v in ("no_aux", "no_pretrain", "lstm")}
+        (t, v) for t in ("SST-2", "CoLA") for v in ("no_aux", "no_pretrain", "lstm")} | {
+        ("SST-2", f"transfer{k}") for k in (0, 2, 4)}  # Figure 2 (left)
     assert not runs["SST-2", "no_pretrain"]["model"]["pretrained"]
     # Table 5's LSTM row: the full recipe on the LSTM branch's own pre-training.
     lstm = runs["CoLA", "lstm"]
