@@ -30,12 +30,13 @@ HEADER = """\
 # Written by `gptpipe dvc-yaml` from params.yaml and the stages' imports: do not edit by hand.
 # The same stages and command lines as the Snakefile (tests/test_workflow_sync.py checks both,
 # and that this file is current). Each stage tracks its own params section (plus `scale`, which
-# picks presets) and its code: every module its package imports (gptpipe/deps.py).
+# picks presets; key by key where it ignores some keys, gptpipe/workflow.py JOB_IGNORES) and its
+# code: every module its package imports (gptpipe/deps.py).
 """
 
 
 def _params(stage: str) -> list[str]:
-    return ["scale", *gw.stage_sections(stage)]
+    return gw.job_params(stage)
 
 
 def _ingest(cfg: Mapping[str, Any]) -> dict:
@@ -81,7 +82,7 @@ def _pretrain_lstm(ft: Any) -> dict[str, dict]:
                 " --tokenizer results/bpe/tokenizer.json"
                 " --checkpoints results/checkpoints/pretrain_lstm --output " + gw.PRETRAIN_LSTM),
         "deps": ["results/shard", "results/bpe", *stage_code("pretrain")],
-        "params": _params("pretrain"),
+        "params": _params("pretrain_lstm"),
         "outs": [gw.PRETRAIN_LSTM],
     }}
 

@@ -71,10 +71,11 @@ def cli_overrides(file_params: Mapping, config: Mapping, section: str) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
-def knobs(file_params: Mapping, config: Mapping, section: str) -> str:
-    """The resolved section as canonical JSON: a rule's `params:`, so a change reruns it."""
+def knobs(file_params: Mapping, config: Mapping, section: str, job: str | None = None) -> str:
+    """The resolved section as canonical JSON: a rule's `params:`, so a change reruns it (less
+    the keys `job` does not read, JOB_IGNORES)."""
     cfg = to_dict(resolve_section(effective_params(file_params, config), section))
-    for key in JOB_LIST_KEYS.get(section, ()):
+    for key in (*JOB_LIST_KEYS.get(section, ()), *ignored_keys(job, section)):
         cfg.pop(key)
     return json.dumps(cfg, sort_keys=True)
 
@@ -108,12 +109,44 @@ JOB_STAGE = {"pretrain_lstm": "pretrain"}
 STAGE_SECTIONS["pretrain_lstm"] = STAGE_SECTIONS["pretrain"]
 
 
+# Keys of its sections that a job does not read. The transformer's `pretrain` leaves out the
+# LSTM branch's own knobs (only `pretrain_lstm` reads them): tuning the LSTM must not rerun the
+# transformer's pre-training (days at gpt1) and every fine-tuning job that starts from it.
+# Its rule's knobs and `--set` flags, and its DVC params (key by key), leave them out.
+JOB_IGNORES: dict[str, dict[str, tuple[str, ...]]] = {
+    "pretrain": {"model": ("lstm_units",),
+                 "pretrain": ("lstm_tokens", "lstm_updates", "lstm_warmup_updates", "lstm_lr")},
+}
+
+
 def stage_sections(stage: str) -> tuple[str, ...]:
     return STAGE_SECTIONS.get(stage, (stage,))
 
 
-def cli_overrides_sections(file_params: Mapping, config: Mapping, sections: tuple[str, ...]) -> str:
-    """`--scale`/`--set SECTION.key=value` flags for a stage that reads several sections."""
+def ignored_keys(job: str | None, section: str) -> tuple[str, ...]:
+    return JOB_IGNORES.get(job or "", {}).get(section, ())
+
+
+def job_params(job: str) -> list[str]:
+    """A job's DVC `params`: `scale` and each section it reads, whole, or key by key when the
+    job ignores some of its keys (JOB_IGNORES)."""
+    from .config import SECTIONS
+
+    out = ["scale"]
+    for section in stage_sections(job):
+        ignored = ignored_keys(job, section)
+        if not ignored:
+            out.append(section)
+            continue
+        out += [f"{section}.{f.name}" for f in dataclasses.fields(SECTIONS[section])
+                if f.name not in ignored]
+    return out
+
+
+def cli_overrides_sections(file_params: Mapping, config: Mapping, sections: tuple[str, ...],
+                           job: str | None = None) -> str:
+    """`--scale`/`--set SECTION.key=value` flags for a stage that reads several sections (less
+    the keys `job` does not read, so that overriding them leaves its command line alone)."""
     params = effective_params(file_params, config)
     args: list[str] = []
     if params.get("scale", "tiny") != file_params.get("scale", "tiny"):
@@ -121,7 +154,8 @@ def cli_overrides_sections(file_params: Mapping, config: Mapping, sections: tupl
     for section in sections:
         old, new = file_params.get(section) or {}, params.get(section) or {}
         for key, value in _diff(old, new, f"{section}."):
-            args += ["--set", f"{key}={json.dumps(value)}"]
+            if key.split(".")[1] not in ignored_keys(job, section):
+                args += ["--set", f"{key}={json.dumps(value)}"]
     return " ".join(shlex.quote(a) for a in args)
 
 

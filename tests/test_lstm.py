@@ -220,3 +220,32 @@ def test_lstm_row_of_table5_is_the_papers():
     assert row["diff"] == pytest.approx(61.5 - 90.5)
     avg = table5.filter((table5["label"] == "avg") & (table5["variant"] == "lstm"))
     assert avg["paper"].to_list() == [69.1]  # the paper's mean of its eight columns
+
+
+def test_lstm_knobs_leave_the_transformer_pretrain_alone(monkeypatch):
+    """Tuning the LSTM branch reruns `pretrain_lstm` only: the transformer's pretrain job gets
+    the same knobs and command line, its DVC params list no LSTM key, and its checkpoints'
+    fingerprint is unchanged (so a forced rerun still resumes)."""
+    from gptpipe.config import ModelConfig, PretrainConfig
+    from gptpipe.pretrain.run import fingerprint
+
+    file = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    tuned = {**file, "pretrain": {**file["pretrain"], "lstm_lr": 0.01},
+             "model": {**file["model"], "lstm_units": 640}}
+    for section in ("model", "pretrain"):
+        assert gw.knobs(file, tuned, section, "pretrain") == gw.knobs(file, file, section,
+                                                                      "pretrain")
+        assert gw.knobs(file, tuned, section, "pretrain_lstm") != gw.knobs(file, file, section,
+                                                                           "pretrain_lstm")
+    sections = gw.stage_sections("pretrain")
+    assert gw.cli_overrides_sections(file, tuned, sections, "pretrain") == ""
+    flags = gw.cli_overrides_sections(file, tuned, sections, "pretrain_lstm")
+    assert "pretrain.lstm_lr=0.01" in flags and "model.lstm_units=640" in flags
+    params = gw.job_params("pretrain")
+    assert "pretrain.lr" in params and "model.n_layer" in params
+    assert not [p for p in params if "lstm" in p] and "model" not in params
+    assert gw.job_params("pretrain_lstm") == ["scale", "model", "pretrain"]
+    monkeypatch.setattr("gptpipe.pretrain.run.data.data_fingerprint", lambda info: {})
+    prints = [fingerprint(ModelConfig(lstm_units=u), PretrainConfig(lstm_lr=lr), None)
+              for u, lr in ((2048, None), (640, 0.01))]
+    assert prints[0] == prints[1]

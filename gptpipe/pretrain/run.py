@@ -53,8 +53,15 @@ class Paths:
 def fingerprint(model_cfg: ModelConfig, cfg: PretrainConfig, info: data.DataInfo) -> dict:
     """What decides the run's trajectory: a checkpoint resumes only when all of it matches.
     (The vocabulary and context come from the shards and tokenizer, hashed here.)"""
-    pre = {k: v for k, v in to_dict(cfg).items() if k not in OBSERVING}
-    return {"model": to_dict(model_cfg), "pretrain": pre, "data": data.data_fingerprint(info)}
+    # The `lstm_*` run knobs are left out: the LSTM's run has already folded them into
+    # tokens/updates/lr (`PretrainConfig.for_lstm`) and the transformer's never reads them, so
+    # tuning the LSTM leaves the transformer's checkpoints resumable.
+    pre = {k: v for k, v in to_dict(cfg).items()
+           if k not in OBSERVING and not k.startswith("lstm_")}
+    model = to_dict(model_cfg)
+    if model_cfg.arch != "lstm":
+        model.pop("lstm_units")
+    return {"model": model, "pretrain": pre, "data": data.data_fingerprint(info)}
 
 
 def build_model(gpt: GPTConfig, cfg: PretrainConfig, env: dd.DistEnv):

@@ -34,9 +34,10 @@ def all_cores():
     return workflow.resource_settings.cores or 1
 
 
-def knobs(section):
-    """The resolved section: as a rule's params it reruns the rule when a knob changes."""
-    return gw.knobs(FILE_PARAMS, config, section)
+def knobs(section, job=None):
+    """The resolved section: as a rule's params it reruns the rule when a knob changes (less
+    the keys `job` does not read: gptpipe.workflow.JOB_IGNORES)."""
+    return gw.knobs(FILE_PARAMS, config, section, job)
 
 
 def overrides(section):

@@ -41,11 +41,12 @@ rule pretrain:
         nodes=1,
     params:
         launch=pretrain_launch,
-        model=knobs("model"),
-        knobs=knobs("pretrain"),
+        # less the LSTM branch's own knobs (gptpipe.workflow.JOB_IGNORES)
+        model=knobs("model", "pretrain"),
+        knobs=knobs("pretrain", "pretrain"),
         # --scale/--set SECTION.key=... for Snakemake --config overrides of either section
         extra=gw.cli_overrides_sections(
-            FILE_PARAMS, config, gw.stage_sections("pretrain")
+            FILE_PARAMS, config, gw.stage_sections("pretrain"), "pretrain"
         ),
     shell:
         "{params.launch} -m gptpipe pretrain"
