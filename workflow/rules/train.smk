@@ -30,6 +30,9 @@ rule pretrain:
         "results/logs/pretrain.log",
     benchmark:
         "results/benchmarks/pretrain.tsv"
+    # Before the LSTM branch's one-thread job when both are ready: on a small machine that one
+    # then runs beside the fine-tuning jobs instead of leaving cores idle that this one wants.
+    priority: 1
     # Only where jobs are submitted: inside a job (Snakemake's `--mode remote` job step) the
     # directive would override the `--retries 0` the executor passes there, and the job would
     # rerun within its own allocation, into the same time limit
