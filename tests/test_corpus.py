@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import threading
+import tomllib
 import typing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -74,9 +75,8 @@ def test_every_packaged_corpus_is_selectable_and_shipped():
     hints = typing.get_type_hints(FetchConfig)
     assert set(typing.get_args(hints["corpus"])) == {"sample", *CORPORA}
     assert all(corpus_file(name).is_file() for name in CORPORA)
-    pyproject = (REPO / "pyproject.toml").read_text()
-    assert '[tool.setuptools.package-data]\n' in pyproject
-    assert '\n"gptpipe.fetch" = ["corpora/*.yaml"]\n' in pyproject
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "corpora/*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["gptpipe.fetch"]
 
 
 # --------------------------------------------------------------------------- choosing it
