@@ -307,8 +307,15 @@ class PretrainConfig:
     # checkpoint and exits (status 75) for the rerun to resume; room for the updates up to the
     # next metric line and one checkpoint. 0: train on until SLURM kills the job at its limit.
     time_limit_margin: int = 600
+    # Updates between weight-only snapshots (and one of the untrained model at update 0) for the
+    # `zeroshot` stage; 0: none. Figure 2 (right) traces the zero-shot scores over the whole of
+    # pre-training, and PAPER.md gives no ticks for its x axis: 200,000 of our ~3.36 M updates
+    # give 17 evenly spaced points beside update 0, ~0.47 GB each at 117 M float32 weights.
+    snapshot_every: int = 200_000
 
     def __post_init__(self) -> None:
+        if self.snapshot_every < 0:
+            raise ValueError("snapshot_every must be >= 0 (0: no snapshots)")
         if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.eps <= 0:
             raise ValueError("lr > 0, eps > 0, weight_decay >= 0, grad_clip >= 0")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
@@ -454,6 +461,30 @@ class ReportConfig:
             raise ValueError("title must not be empty; max_notes >= 0")
 
 
+ZEROSHOT_TASKS = ("SST-2", "CoLA", "RACE", "DPRD")  # the four heuristics of Figure 2 (right)
+
+
+@dataclass(frozen=True)
+class ZeroshotConfig:
+    """`zeroshot`: the paper's zero-shot heuristics (§5, Figure 2 right) scored on every weight
+    snapshot that pre-training wrote (`pretrain.snapshot_every`), without fine-tuning."""
+
+    tasks: tuple[Literal["SST-2", "CoLA", "RACE", "DPRD"], ...] = ZEROSHOT_TASKS
+    # Examples scored per task and split (a fixed hash-chosen subset; CoLA's threshold is chosen
+    # on this many train sentences too); 0 = all.
+    max_examples: int = 0
+    batch_size: int = 16  # sequences per forward pass (memory, not results)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present, else CPU
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA with bf16
+
+    def __post_init__(self) -> None:
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
+            raise ValueError("tasks: list each of SST-2, CoLA, RACE, DPRD at most once, and one "
+                             "at least")
+        if self.max_examples < 0 or self.batch_size < 1:
+            raise ValueError("max_examples >= 0 (0: all), batch_size >= 1")
+
+
 SECTIONS: dict[str, type] = {
     "fetch": FetchConfig,
     "ingest": IngestConfig,
@@ -463,6 +494,7 @@ SECTIONS: dict[str, type] = {
     "pretrain": PretrainConfig,
     "finetune": FinetuneConfig,
     "report": ReportConfig,
+    "zeroshot": ZeroshotConfig,
 }
 TOP_LEVEL = {"scale", "mirror", *SECTIONS}  # `mirror` arrives only through Snakemake --config
 

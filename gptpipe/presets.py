@@ -61,8 +61,10 @@ PRESETS: dict[str, dict[str, dict]] = {
         "pretrain": {"lr": 1e-3, "warmup_updates": 400, "tokens": 0, "updates": 800,
                      "batch_tokens": 512, "slots": 1, "micro_batch": 4, "eval_every": 200,
                      "eval_tokens": 16_384, "log_every": 20, "checkpoint_every": 200,
-                     "keep_checkpoints": 2},
+                     "keep_checkpoints": 2, "snapshot_every": 100},
         "finetune": _TINY_FINETUNE,
+        # RACE and DPRD are not in the shared sample: the demo scores SST-2 and CoLA only.
+        "zeroshot": {"tasks": ["SST-2", "CoLA"], "max_examples": 200},
     },
     "micro": {
         "fetch": {"corpus": "sample"},
@@ -74,10 +76,11 @@ PRESETS: dict[str, dict[str, dict]] = {
         "pretrain": {"lr": 1e-3, "warmup_updates": 5, "tokens": 0, "updates": 30,
                      "batch_tokens": 512, "slots": 2, "micro_batch": 4, "shuffle_buffer": 64,
                      "eval_every": 10, "eval_tokens": 2_048, "log_every": 5,
-                     "checkpoint_every": 10, "keep_checkpoints": 2},
+                     "checkpoint_every": 10, "keep_checkpoints": 2, "snapshot_every": 10},
         # Two tasks and one ablation run, tens of examples: the workflow tests' DAG.
         "finetune": {**_TINY_FINETUNE, "max_len": 64, "batch": 8, "tasks": ["SST-2", "RTE"],
                      "ablation_tasks": ["SST-2"], "ablation_variants": ["no_pretrain"],
                      "max_train_examples": 32, "max_eval_examples": 32},
+        "zeroshot": {"tasks": ["SST-2", "CoLA"], "max_examples": 32},
     },
 }
