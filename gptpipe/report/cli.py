@@ -32,6 +32,7 @@ from ..config import (
     validate_params,
 )
 from . import collect, figures, provenance, render, tables
+from . import zeroshot as zeroshot_report
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Inputs:
     bpe: Path
     shard: Path
     ingest: tuple[Path, ...]
+    zeroshot: Path | None = None  # the `zeroshot` stage's folder (section "Zero-shot")
 
 
 def _recorded(pre: collect.Pretrain, runs: Sequence[Mapping], bpe: Mapping, shard: Mapping,
@@ -193,6 +195,10 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
     figs = _figures(pre, results)
     sections = _sections(pre, results, figs, compute, notes,
                          _provenance_sections(prov, _data_sections(bpe, shard, parts)))
+    zs = zeroshot_report.section(inputs.zeroshot) if inputs.zeroshot else None
+    if zs:  # after "Fine-tuning beside the paper"
+        sections.insert(2, zs[0])
+        figs.append(zs[1])
     doc = {
         "title": cfg.title, "scale": params.get("scale", "tiny"),
         "tables": {name: frame.to_dicts() for name, frame in results.items()},
@@ -202,6 +208,7 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
         "pretrain": pre.summary, "compute": compute.to_dicts(), "notes": notes,
         "not_run": not_run,
         "tokenizer": bpe, "shards": shard, "ingest": parts, "provenance": prov,
+        "zeroshot": zs[2] if zs else None,
         "jobs": [{"task": r["task"], "variant": r["variant"], "seed": r["seed"], "file": r["file"]}
                  for r in runs],
     }
@@ -227,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="`shard` output folder (manifest.json)")
     parser.add_argument("--ingest", nargs="+", required=True, type=Path, metavar="DIR",
                         help="`ingest` output folders (stats.json)")
+    parser.add_argument("--zeroshot", type=Path, metavar="DIR",
+                        help="`zeroshot` output folder (metrics.json): the Zero-shot section")
     parser.add_argument("--output", required=True, type=Path, metavar="DIR",
                         help="report folder to write (replaced as a whole)")
     parser.add_argument("--not-run", action="append", default=[], metavar="TASK=WHY",
@@ -238,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             params = {**params, "scale": args.scale}
         cfg = resolve_section(params, "report", parse_set(args.set), where=str(args.params))
         inputs = Inputs(args.pretrain, tuple(args.finetune), args.bpe, args.shard,
-                        tuple(args.ingest))
+                        tuple(args.ingest), args.zeroshot)
         not_run = {}
         for item in args.not_run:
             task, sep, why = item.partition("=")
