@@ -54,6 +54,9 @@ def test_snakemake_pretrains_below_the_unigram_baseline(smk_project):
                              "tokens_per_s", "mfu"}
     assert [r["step"] for r in lines if r["val_loss"] is not None] == [200, 400, 600, 800]
     assert json.loads((out / "config.json").read_text())["model"]["n_layer"] == 4
+    # Weight snapshots for the zeroshot stage: the untrained model and every 100 updates.
+    index = json.loads((out / "snapshots/index.json").read_text())
+    assert [s["update"] for s in index] == list(range(0, 801, 100))
     # Checkpoints stay outside the output, so that a rerun can resume from them.
     assert list((smk_project / "results/checkpoints/pretrain").glob("*/step-*/meta.json"))
     assert "val loss" in (smk_project / "results/logs/pretrain.log").read_text()
@@ -97,6 +100,11 @@ def test_snakemake_reports_every_run_beside_the_paper(smk_project):
     assert data["provenance"]["git"]
     assert "CoLA" in (out / "report.md").read_text(encoding="utf-8")
     assert (smk_project / "results/logs/report.log").is_file()
+    # Figure 2 (right): the zero-shot scores of SST-2 and CoLA over the 9 snapshots, 200 each.
+    zs = data["zeroshot"]
+    assert {t: (r["examples"], len(r["points"])) for t, r in zs["tasks"].items()} == {
+        "SST-2": (200, 9), "CoLA": (200, 9)}
+    assert set(zs["not_run"]) == {"RACE", "DPRD"} and "Zero-shot" in page
 
 
 def test_snakemake_report_holds_the_figures(smk_project, shared_data):

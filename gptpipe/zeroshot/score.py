@@ -44,9 +44,13 @@ class Scorer:
         A context of None stands for the start of a document (`<|endoftext|>`, which precedes
         every document in the pre-training windows)."""
         seqs = [self._fit(self._context_ids(c), self.encode(t)) for c, t in pairs]
-        out: list[list[float]] = []
-        for i in range(0, len(seqs), self.batch_size):
-            out += self._score(seqs[i:i + self.batch_size])
+        # Batches of similar lengths pad (and compute) little; results go back in input order.
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
+        out: list[list[float]] = [[] for _ in seqs]
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            for i, scores in zip(chunk, self._score([seqs[i] for i in chunk])):
+                out[i] = scores
         return out
 
     def _context_ids(self, context: str | None) -> list[int]:
