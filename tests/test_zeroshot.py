@@ -252,3 +252,17 @@ def test_zeroshot_report_section(tmp_path):
     doc = json.loads((paths["output"] / "report.json").read_text())
     assert doc["zeroshot"]["tasks"]["SST-2"]["points"] == points
     assert "zeroshot" in [f["name"] for f in doc["figures"]]
+
+
+def test_zeroshot_config_per_scale_and_its_errors():
+    from gptpipe.config import ConfigError, resolve_section
+
+    tiny = resolve_section({"scale": "tiny"}, "zeroshot")
+    gpt1 = resolve_section({"scale": "gpt1"}, "zeroshot")
+    assert (tiny.tasks, tiny.max_examples) == (("SST-2", "CoLA"), 200)
+    assert (gpt1.tasks, gpt1.max_examples) == (("SST-2", "CoLA", "RACE", "DPRD"), 0)
+    assert resolve_section({"scale": "tiny"}, "pretrain").snapshot_every == 100
+    with pytest.raises(ConfigError, match=r"zeroshot.tasks\[1\]: 'MNLI' is not one of"):
+        resolve_section({"scale": "tiny", "zeroshot": {"tasks": ["SST-2", "MNLI"]}}, "zeroshot")
+    with pytest.raises(ConfigError, match="snapshot_every must be >= 0"):
+        resolve_section({"pretrain": {"snapshot_every": -1}}, "pretrain")
