@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         ingest = write_ingest(texts, work / "ingest", int(args.text_mb * 1e6))
-        vocab.save(bpe.train(texts, BpeConfig(vocab_size=args.vocab)), work / "tokenizer.json")
+        bpe_cfg = BpeConfig(vocab_size=args.vocab, style="bytelevel")
+        vocab.save(bpe.train(texts, bpe_cfg), work / "tokenizer.json")
         enc: dict[int, list[float]] = {1: [], args.processes: []}
         for run in range(args.runs):
             for procs in enc:

@@ -205,22 +205,39 @@ class IngestConfig:
             raise ValueError("min_chars >= 0, rows_per_file >= 1, max_bad_pages >= 0")
 
 
+GPT1_SYMBOLS = 478  # GPT-1's BPE base: <unk>, 238 characters, their `</w>` forms, `\n</w>`
+
+
 @dataclass(frozen=True)
 class BpeConfig:
     """`bpe`: the tokenizer. Special tokens follow the base vocabulary at fixed ids."""
 
-    vocab_size: int = 40_478  # base vocabulary: GPT-1's 478 symbols + 40,000 merges
-    style: Literal["bytelevel", "gpt1"] = "bytelevel"  # gpt1: lowercased, `</w>` word ends
+    # Base vocabulary: GPT-1's 478 symbols + 40,000 merges. The gpt1 style with `exact_merges`
+    # learns vocab_size - 478 merges on top of the symbols the text has (see `exact_merges`).
+    vocab_size: int = 40_478
+    # gpt1: the paper's lowercased BPE, `</w>` word ends (the tiny and micro presets use
+    # bytelevel, GPT-2's byte-level BPE: no unknown tokens, exact round trip).
+    style: Literal["bytelevel", "gpt1"] = "gpt1"
     min_frequency: int = 2  # a pair must occur this often to be merged
-    limit_alphabet: int = 478  # gpt1 style only: base symbols kept (GPT-1 kept 478)
+    # gpt1 style only: the most frequent characters kept (ties: lowest code point first). GPT-1
+    # kept 238: with <unk>, their `</w>` forms and `\n</w>`, its 478 symbols.
+    limit_alphabet: int = 238
     # Train on at most this many characters of the train split (0: all of it): the articles
     # whose page-id hash ranks lowest, so a deterministic sample spread evenly over every part
     # (parts are in page-id order; a prefix would be the oldest articles only). The trainer's
     # memory grows with distinct words; on the full English Wikipedia it needs tens of GB
     # (`gptpipe.datacost`), a few G characters need a few GB and learn nearly the same merges.
     max_chars: int = 0
+    # gpt1 style only. true: exactly vocab_size - 478 merges, as GPT-1's 40,000 on its 478
+    # symbols; the base vocabulary is then the symbols this text has plus the merges' tokens
+    # (bpe.json records both). false: HF's count, vocab_size tokens in all, symbols included
+    # (~39,800 merges at 40,478 with 238 characters kept, as the symbols are more than 478).
+    exact_merges: bool = True
 
     def __post_init__(self) -> None:
+        if self.style == "gpt1" and self.exact_merges and self.vocab_size <= GPT1_SYMBOLS:
+            raise ValueError(f"vocab_size must exceed GPT-1's {GPT1_SYMBOLS} symbols with style "
+                             "gpt1 and exact_merges (or set exact_merges: false)")
         if self.vocab_size < 300:
             raise ValueError("vocab_size must be >= 300 (the byte alphabet alone is 256)")
         if self.min_frequency < 1 or self.limit_alphabet < 1:
@@ -425,6 +442,20 @@ class FinetuneConfig:
     # data/ nor in the mirror: `required` stops the run with the instructions; `optional` (the
     # tiny demo) leaves the task out of the DAG, and the report says why it was not run.
     manual_sources: Literal["required", "optional"] = "required"
+    # STS-B's target (the paper is silent; gptpipe/finetune/model.py). classes: as OpenAI's code,
+    # the 0-5 score as a distribution over 6 classes (Tai et al.), predicted as the expected
+    # score; regression: one output, squared error (Hugging Face's run_glue).
+    stsb_target: Literal["classes", "regression"] = "classes"
+    # Fine-tuning a pre-trained model: draw the rows of start, delimiter and extract afresh from
+    # N(0, 0.02), as OpenAI's code does (pre-training never saw them); false: keep them.
+    fresh_special_rows: bool = True
+    # Figure 2 (left): variant `transfer<k>` of each task of `transfer_tasks` for each k of
+    # `transfer_layers`: the embeddings and the first k blocks from pre-training, the other
+    # blocks freshly initialised (the original's --n_transfer); k = -1 transfers nothing, 0 the
+    # embeddings only, n_layer everything (as `full`). k <= model.n_layer is checked where the
+    # model's depth is known (workflow.validate, the job's model.json).
+    transfer_tasks: tuple[str, ...] = ("MNLI", "RACE")
+    transfer_layers: tuple[int, ...] = tuple(range(13))
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch < 1 or self.epochs < 1 or self.max_len < 3:
@@ -444,6 +475,13 @@ class FinetuneConfig:
 
         for name in ("tasks", "ablation_tasks"):
             object.__setattr__(self, name, canonical_tasks(getattr(self, name), name))
+        if any(k < -1 for k in self.transfer_layers):
+            raise ValueError("transfer_layers: each k >= -1 (-1: nothing transferred, "
+                             "0: the embeddings only, k: the embeddings and k blocks)")
+        if len(set(self.transfer_layers)) < len(self.transfer_layers):
+            raise ValueError(f"transfer_layers: a k is listed twice in {self.transfer_layers}")
+        object.__setattr__(self, "transfer_tasks",
+                           canonical_tasks(self.transfer_tasks, "transfer_tasks"))
         for name in ("overrides", "files", "holdout"):
             keys = canonical_tasks(tuple(getattr(self, name)), name)
             object.__setattr__(self, name, dict(zip(keys, getattr(self, name).values())))

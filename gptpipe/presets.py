@@ -31,6 +31,9 @@ _TINY_FINETUNE: dict = {
     },
     "overrides": {"QQP": {"submit": False}},
     "manual_sources": "optional",
+    # Figure 2 (left) on SST-2: the embeddings alone, half the blocks, all 4 (as `full`).
+    "transfer_tasks": ["SST-2"],
+    "transfer_layers": [0, 2, 4],
 }
 
 PRESETS: dict[str, dict[str, dict]] = {
@@ -44,7 +47,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         # half the model's weights and time in the output layer: with 4,096 the run below is
         # ~15% faster per token and ends 1.35 nats under its unigram baseline instead of 1.14
         # (960 updates; bits per byte 2.20 vs 2.23).
-        "bpe": {"vocab_size": 4_096},
+        "bpe": {"vocab_size": 4_096, "style": "bytelevel"},
         # ~0.6 M tokens / 129 per window = ~4,700 windows: 16 shards of 256 give several ranks
         # x workers something to split.
         "shard": {"context": 128, "samples_per_shard": 256},
@@ -69,7 +72,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     "micro": {
         "fetch": {"corpus": "sample"},
         "ingest": {"val_fraction": 0.1, "rows_per_file": 2_000},
-        "bpe": {"vocab_size": 1_024},
+        "bpe": {"vocab_size": 1_024, "style": "bytelevel"},
         "shard": {"context": 64, "samples_per_shard": 512},
         # Milliseconds per update: 2 slots of 4 x 64-token sequences, 30 updates.
         "model": {"n_layer": 2, "n_head": 2, "d_model": 64, "d_ff": 256},
@@ -80,7 +83,8 @@ PRESETS: dict[str, dict[str, dict]] = {
         # Two tasks and one ablation run, tens of examples: the workflow tests' DAG.
         "finetune": {**_TINY_FINETUNE, "max_len": 64, "batch": 8, "tasks": ["SST-2", "RTE"],
                      "ablation_tasks": ["SST-2"], "ablation_variants": ["no_pretrain"],
-                     "max_train_examples": 32, "max_eval_examples": 32},
+                     "max_train_examples": 32, "max_eval_examples": 32,
+                     "transfer_tasks": []},  # tests that need transfer jobs set them
         "zeroshot": {"tasks": ["SST-2", "CoLA"], "max_examples": 32},
     },
 }

@@ -3,7 +3,7 @@
 
 Vocabulary layout, as in GPT-1 (where start = 40478, delimiter = 40479, classify = 40480):
 
-    ids 0 .. V-1   the base vocabulary learned by BPE (`bpe.vocab_size` = V)
+    ids 0 .. V-1   the base vocabulary learned by BPE (`bpe.vocab_size` = V; see `exact_merges`)
     V + 0          <|start|>      opens every fine-tuning input           (paper §3.3)
     V + 1          <|delim|>      separates the segments of a pair          ("$" in the paper)
     V + 2          <|extract|>    closes the input; the classifier reads here ("Extract")

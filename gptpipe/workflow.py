@@ -55,7 +55,7 @@ def effective_params(file_params: Mapping, config: Mapping) -> dict:
 # and must not rerun the others, so they stay out of a rule's `knobs` and its `--set` flags.
 JOB_LIST_KEYS: dict[str, tuple[str, ...]] = {
     "finetune": ("tasks", "variants", "ablation_tasks", "ablation_variants", "seeds",
-                 "manual_sources"),
+                 "manual_sources", "transfer_tasks", "transfer_layers"),
 }
 
 
@@ -81,7 +81,19 @@ def knobs(file_params: Mapping, config: Mapping, section: str) -> str:
 
 def validate(file_params: Mapping, config: Mapping) -> dict:
     """Validate every section before any job runs (raises ConfigError naming the key)."""
-    return validate_params(effective_params(file_params, config))
+    cfg = validate_params(effective_params(file_params, config))
+    check_transfer(cfg)
+    return cfg
+
+
+def check_transfer(cfg: Mapping) -> None:
+    """Every k of `finetune.transfer_layers` fits `model.n_layer` (the DAG's pre-trained model),
+    so a bad k stops the workflow before pre-training rather than after it."""
+    n_layer = cfg["model"].n_layer
+    for k in cfg["finetune"].transfer_layers if cfg["finetune"].transfer_tasks else ():
+        if k > n_layer:
+            raise ConfigError(f"finetune.transfer_layers: k={k} exceeds model.n_layer "
+                              f"{n_layer} (k = n_layer already transfers every block)")
 
 
 # The params sections a stage reads, when not just its own: its DVC `params` (with `scale`) and
@@ -235,10 +247,12 @@ def fetch_outputs(fetch_cfg: Any, names: Any = None) -> list[str]:
 def finetune_jobs(cfg: Any) -> list[tuple[str, str, int]]:
     """(task, variant, seed) of every fine-tuning job of a FinetuneConfig, in a stable order:
     each task of `tasks` in each of `variants`, then the ablation variants of
-    `ablation_tasks`, each for every seed."""
+    `ablation_tasks`, then `transfer<k>` of `transfer_tasks` for each k of `transfer_layers`
+    (Figure 2), each for every seed."""
     runs = [(t, v) for t in cfg.tasks for v in cfg.variants]
     runs += [(t, v) for t in cfg.ablation_tasks for v in cfg.ablation_variants
              if (t, v) not in runs]
+    runs += [(t, f"transfer{k}") for t in cfg.transfer_tasks for k in cfg.transfer_layers]
     return [(t, v, seed) for t, v in runs for seed in cfg.seeds]
 
 
@@ -321,7 +335,8 @@ def without_tasks(ft_cfg: Any, left_out: Mapping[str, Any]) -> Any:
     """The finetune config with the tasks of `left_out` dropped from its job lists."""
     return dataclasses.replace(
         ft_cfg, tasks=tuple(t for t in ft_cfg.tasks if t not in left_out),
-        ablation_tasks=tuple(t for t in ft_cfg.ablation_tasks if t not in left_out))
+        ablation_tasks=tuple(t for t in ft_cfg.ablation_tasks if t not in left_out),
+        transfer_tasks=tuple(t for t in ft_cfg.transfer_tasks if t not in left_out))
 
 
 def not_run_flags(left_out: Mapping[str, Mapping[str, tuple[str, str]]]) -> str:

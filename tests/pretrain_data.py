@@ -32,7 +32,8 @@ def micro_shards(base: Path, texts: list[str], vocab: int = 1_024) -> tuple[Path
                      "split": "val" if i % 5 == 2 else "train"})
         chars += len(rows[-1]["text"])
     ingest = write_ingest_dir(folder / "ingest", rows)
-    tok = bpe.train([r["text"] for r in rows if r["split"] == "train"], BpeConfig(vocab_size=vocab))
+    tok = bpe.train([r["text"] for r in rows if r["split"] == "train"],
+                    BpeConfig(vocab_size=vocab, style="bytelevel"))
     save_tokenizer(tok, folder / "tokenizer.json")
     shard.run(ShardConfig(context=64, samples_per_shard=128), [ingest],
               folder / "tokenizer.json", folder / "shards")

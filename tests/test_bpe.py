@@ -26,7 +26,7 @@ def texts(sample_texts):
 
 
 def test_bytelevel_layout_and_exact_round_trip(texts):
-    tok = bpe.train(texts, BpeConfig(vocab_size=1000))
+    tok = bpe.train(texts, BpeConfig(vocab_size=1000, style="bytelevel"))
     ids = vocab.special_ids(tok)
     assert (ids.start, ids.delim, ids.extract, ids.pad, ids.eod) == (1000, 1001, 1002, 1003, 1004)
     assert ids.vocab_size == tok.get_vocab_size() == 1005
@@ -39,7 +39,8 @@ def test_bytelevel_layout_and_exact_round_trip(texts):
 
 
 def test_gpt1_style_is_lowercased_with_word_ends(texts):
-    tok = bpe.train(texts, BpeConfig(vocab_size=2000, style="gpt1", limit_alphabet=200))
+    tok = bpe.train(texts, BpeConfig(vocab_size=2000, style="gpt1", limit_alphabet=200,
+                                          exact_merges=False))  # HF's count: 2,000 in all
     assert tok.token_to_id(vocab.UNK) == 0
     assert vocab.special_ids(tok).start == 2000
     pieces = tok.encode("Anarchism is a Political philosophy.").tokens
@@ -51,19 +52,20 @@ def test_gpt1_style_is_lowercased_with_word_ends(texts):
 
 
 def test_training_is_deterministic(texts):
-    a = bpe.train(texts, BpeConfig(vocab_size=800)).to_str()
-    b = bpe.train(texts, BpeConfig(vocab_size=800)).to_str()
+    a = bpe.train(texts, BpeConfig(vocab_size=800, style="bytelevel")).to_str()
+    b = bpe.train(texts, BpeConfig(vocab_size=800, style="bytelevel")).to_str()
     assert a == b
 
 
 def test_empty_corpus_is_an_error():
     with pytest.raises(GptpipeError, match="empty corpus"):
-        bpe.train(iter([]), BpeConfig(vocab_size=500), source="parts/x")
+        bpe.train(iter([]), BpeConfig(vocab_size=500, style="bytelevel"), source="parts/x")
 
 
 def test_corpus_too_small_for_the_vocabulary_is_an_error():
     with pytest.raises(GptpipeError, match="corpus too small for bpe.vocab_size=5000"):
-        bpe.train(["a tiny corpus with few pairs"] * 3, BpeConfig(vocab_size=5000))
+        bpe.train(["a tiny corpus with few pairs"] * 3,
+                  BpeConfig(vocab_size=5000, style="bytelevel"))
 
 
 def test_load_rejects_bad_files(tmp_path, texts):
@@ -74,7 +76,8 @@ def test_load_rejects_bad_files(tmp_path, texts):
     with pytest.raises(GptpipeError, match="tokenizer file not found"):
         vocab.load(tmp_path / "missing.json")
     plain = bpe._new_tokenizer("bytelevel")  # a tokenizer without our special tokens
-    plain.train_from_iterator(texts[:5], trainer=bpe._trainer(BpeConfig(vocab_size=400)))
+    plain.train_from_iterator(
+        texts[:5], trainer=bpe._trainer(BpeConfig(vocab_size=400, style="bytelevel")))
     plain.save(str(tmp_path / "plain.json"))
     with pytest.raises(GptpipeError, match=re.escape("missing special tokens <|start|>")):
         vocab.load(tmp_path / "plain.json")

@@ -139,7 +139,7 @@ def test_stage_cli_reads_its_section_and_rejects_unknown_set(tmp_path):
     assert res.returncode == 1
     assert res.stderr.strip().splitlines() == [
         f"gptpipe bpe: error: {REPO / 'params.yaml'}: bpe.vocab_sise: unknown key "
-        "(known: limit_alphabet, max_chars, min_frequency, style, vocab_size)"
+        "(known: exact_merges, limit_alphabet, max_chars, min_frequency, style, vocab_size)"
     ]
 
 

@@ -75,3 +75,13 @@ def test_slots_read_disjoint_shards(micro):
     assert seen[0] and seen[1] and not seen[0] & seen[1]
     every = {tuple(r) for w in data.split_windows(info, "train") for r in np.asarray(w).tolist()}
     assert seen[0] | seen[1] <= every
+
+
+def test_tensorboard_events_come_from_rank_0_only(runs):
+    """Both ranks share the checkpoint folder: a second writer would add a second event file."""
+    from test_tensorboard import jsonl_scalars, read_scalars
+
+    (live,) = (runs / "two/ck").glob("*/tensorboard")
+    assert len(list(live.glob("events.out.tfevents.*"))) == 1
+    out = runs / "two/out"
+    assert read_scalars(out / "tensorboard") == jsonl_scalars(out / "metrics.jsonl")

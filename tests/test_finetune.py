@@ -28,7 +28,9 @@ from gptpipe import tasks
 from gptpipe.config import BpeConfig, load_params, resolve_section
 from gptpipe.finetune.body import build_gpt, open_body
 from gptpipe.errors import ConfigError, GptpipeError
-from gptpipe.finetune.data import CAP_SALT, Recipe, cap, cap_key, load_task, recipe
+from gptpipe.finetune.data import (
+    CAP_SALT, Recipe, cap, cap_key, files_read, load_task, recipe,
+)
 from gptpipe.finetune import loop
 from gptpipe.finetune.loop import collate, length_batches, train
 from gptpipe.finetune.model import TaskModel, lm_loss, sequences_per_example, task_loss
@@ -72,7 +74,7 @@ def tokenizer(shared_data):
              (glue / "SST-2/train.tsv").read_text(encoding="utf-8").splitlines()[1:6000]]
     texts += [line.split("\t")[-1] for line in
               (glue / "CoLA/train.tsv").read_text(encoding="utf-8").splitlines()]
-    return bpe.train(texts, BpeConfig(vocab_size=1024), source="test corpus")
+    return bpe.train(texts, BpeConfig(vocab_size=1024, style="bytelevel"), source="test corpus")
 
 
 def _gpt(tok, seed: int = 0, dropout: float = 0.1) -> GPT:
@@ -413,6 +415,58 @@ def test_uncapped_test_split_gets_a_complete_submission(micro_cfg, model_dir, sh
     assert [r.split("\t")[1] for r in rows[1:]] == [str(x["prediction"]) for x in lines[71:]]
     assert metrics["submission"] == [{"split": "test", "file": "WNLI.tsv", "rows": 146,
                                       "of": 146, "complete": True}]
+
+
+def _mnli_like(root: Path, shared_data: Path, with_ax: bool) -> Path:
+    """MNLI's file layout (and AX's) filled with the sample's RTE pairs: the sample has
+    neither. Labels cycle through MNLI's three; test and AX files carry no label column."""
+    rte = (shared_data / "glue/RTE/train.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    pairs = [line.split("\t")[1:3] for line in rte]
+    words = ("entailment", "neutral", "contradiction")
+    sizes = {"train": 16, "dev_matched": 10, "dev_mismatched": 9, "test_matched": 6,
+             "test_mismatched": 5}
+    files = {f"MNLI/{split}.tsv": n for split, n in sizes.items()}
+    if with_ax:
+        files["AX/AX.tsv"] = 11
+    start = 0
+    for name, n in files.items():
+        labelled = "dev" in name or "train" in name
+        head = "index\tsentence1\tsentence2" + ("\tgold_label" if labelled else "")
+        rows = [f"{i}\t{a}\t{b}" + (f"\t{words[(i * 7 + start) % 4 % 3]}" if labelled else "")
+                for i, (a, b) in enumerate(pairs[start:start + n])]
+        path = root / "glue" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join([head, *rows]) + "\n", encoding="utf-8")
+        start += n
+    return root
+
+
+def test_mnli_job_predicts_ax_for_the_glue_zip(micro_cfg, model_dir, shared_data, tmp_path):
+    data = _mnli_like(tmp_path / "data", shared_data, with_ax=False)
+    metrics = _run(micro_cfg, model_dir, data, tmp_path / "no_ax", task="MNLI")
+    assert [s["file"] for s in metrics["submission"]] == ["MNLI-m.tsv", "MNLI-mm.tsv"]
+    assert any(n.startswith("AX test not predicted: ") and "glue-ax" in n
+               for n in metrics["notes"])
+    data = _mnli_like(tmp_path / "data", shared_data, with_ax=True)
+    out = tmp_path / "MNLI/full/seed0"
+    metrics = _run(micro_cfg, model_dir, data, out, task="MNLI")
+    ax = metrics["submission"][-1]
+    assert {k: ax[k] for k in ("task", "split", "file", "rows", "of", "complete")} == {
+        "task": "AX", "split": "test", "file": "AX.tsv", "rows": 11, "of": 11, "complete": True}
+    rows = (out / "AX.tsv").read_text().splitlines()
+    assert rows[0] == "index\tprediction" and len(rows) == 12
+    lines = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    ax_lines = [x for x in lines if x["split"] == "AX/test"]
+    assert [r.split("\t")[0] for r in rows[1:]] == [x["id"] for x in ax_lines]
+    assert [r.split("\t")[1] for r in rows[1:]] == [
+        ("entailment", "neutral", "contradiction")[x["prediction"]] for x in ax_lines]
+    # Chance on each scored split: the share of its most frequent label, counted here.
+    for split in ("dev_matched", "dev_mismatched"):
+        gold = [x["label"] for x in lines if x["split"] == split]
+        share = max(gold.count(k) for k in set(gold)) / len(gold)
+        assert metrics["chance"][split] == {"accuracy": pytest.approx(share)}
+        assert metrics["chance_percent"][split]["accuracy"] == pytest.approx(100 * share)
+    assert files_read(micro_cfg, "MNLI")[-1] == "glue/AX/AX.tsv"  # so the workflow fetches it
 
 
 def test_same_seed_same_results_other_seed_other_results(micro_cfg, model_dir, shared_data,

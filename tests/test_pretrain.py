@@ -151,7 +151,7 @@ def test_another_model_config_starts_afresh_and_keeps_the_old_checkpoints(traine
 
 
 def test_shards_of_another_tokenizer_fail_clearly(micro, sample_texts, tmp_path, capsys):
-    other = bpe.train(sample_texts[:20], BpeConfig(vocab_size=600))
+    other = bpe.train(sample_texts[:20], BpeConfig(vocab_size=600, style="bytelevel"))
     vocab.save(other, tmp_path / "other.json")
     assert pretrain.main(_argv((micro[0], tmp_path / "other.json"), tmp_path)) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -332,8 +332,9 @@ def test_markdown_has_the_tables_notes_and_compute(made):
     md = (root / "report" / "report.md").read_text(encoding="utf-8")
     for title in tables.TITLES.values():
         assert f"### {title}" in md
-    assert "| SST-2 | 91.3 | test (GLUE server) | 56.0 ± 2.8 | 2 | -35.3 | dev |" in md
-    assert "| MNLI-m | 82.1 | test (GLUE server) | not run | 0 | — | — |" in md
+    # The fake runs predate `chance_percent`: their Chance column says "—".
+    assert "| SST-2 | 91.3 | test (GLUE server) | 56.0 ± 2.8 | 2 | -35.3 | — | dev |" in md
+    assert "| MNLI-m | 82.1 | test (GLUE server) | not run | 0 | — | — | — |" in md
     assert "![Pre-training loss](pretrain_loss.png)" in md
     # 7 malformed rows: the first 5 (max_notes) listed, the rest counted; drops by reason.
     assert "data/glue/CoLA/train.tsv: 7 malformed row(s) skipped (" in md
@@ -438,7 +439,8 @@ def test_cli_exit_status_and_one_line_error(tmp_path, capsys):
     paths = build_run(tmp_path)
     assert stage.main(_argv(paths)) == 0
     assert {p.name for p in paths["output"].iterdir()} == {
-        "index.html", "report.md", "report.json", *(f"{n}.png" for n in stage.FIGURES)}
+        "index.html", "report.md", "report.json", "glue-submission.zip",
+        *(f"{n}.png" for n in stage.FIGURES)}
     capsys.readouterr()
     (paths["finetune"][2] / "metrics.json").unlink()
     assert stage.main(_argv(paths)) == 1

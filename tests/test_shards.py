@@ -48,7 +48,7 @@ def make_corpus(texts: list[str], folder: Path, max_chars: int, vocab: int = 512
                      "split": "val" if i % 5 == 2 else "train"})
         chars += len(text)
     ingest = write_ingest_dir(folder / "ingest", rows)
-    tok = bpe.train([r["text"] for r in rows], BpeConfig(vocab_size=vocab))
+    tok = bpe.train([r["text"] for r in rows], BpeConfig(vocab_size=vocab, style="bytelevel"))
     save_tokenizer(tok, folder / "tokenizer.json")
     return Corpus(ingest, folder / "tokenizer.json", rows)
 

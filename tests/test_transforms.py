@@ -34,7 +34,7 @@ One more pseudo generalization and I'm giving up.""".splitlines()
 
 @pytest.fixture(scope="module")
 def tok() -> Tokenizer:
-    return bpe.train(SENTENCES * 3, BpeConfig(vocab_size=500))
+    return bpe.train(SENTENCES * 3, BpeConfig(vocab_size=500, style="bytelevel"))
 
 
 @pytest.fixture(scope="module")

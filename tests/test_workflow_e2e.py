@@ -54,6 +54,7 @@ def test_snakemake_pretrains_below_the_unigram_baseline(smk_project):
                              "tokens_per_s", "mfu"}
     assert [r["step"] for r in lines if r["val_loss"] is not None] == [200, 400, 600, 800]
     assert json.loads((out / "config.json").read_text())["model"]["n_layer"] == 4
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))  # the test extra has it
     # Weight snapshots for the zeroshot stage: the untrained model and every 100 updates.
     index = json.loads((out / "snapshots/index.json").read_text())
     assert [s["update"] for s in index] == list(range(0, 801, 100))
@@ -73,6 +74,7 @@ def test_snakemake_finetunes_every_sample_task(smk_project, shared_data):
             f"{m['task']}/{m['variant']}/seed{m['seed']}"
         assert m["headline"]["value"] is not None and m["train"]["steps"] > 0, path
         assert (path.parent / "predictions.jsonl").stat().st_size > 0
+        assert list((path.parent / "tensorboard").glob("events.out.tfevents.*")), path
         runs[m["task"], m["variant"]] = m
     tasks = {"CoLA", "SST-2", "MRPC", "STS-B", "QQP", "QNLI", "RTE", "WNLI", "SNLI", "StoryCloze"}
     assert {t for t, v in runs if v == "full"} == tasks
@@ -99,6 +101,10 @@ def test_snakemake_reports_every_run_beside_the_paper(smk_project):
     assert "MNLI.zip" not in json.dumps(data["provenance"]["inputs"])  # only what the run read
     assert data["provenance"]["git"]
     assert "CoLA" in (out / "report.md").read_text(encoding="utf-8")
+    # Figure 2 (left): tiny fine-tunes SST-2 with 0, 2 and 4 of its 4 blocks transferred.
+    assert "Layers transferred" in page and (out / "layers_transferred.png").is_file()
+    assert [(r["task"], r["k"]) for r in data["layers_transferred"]] == [
+        ("SST-2", 0), ("SST-2", 2), ("SST-2", 4)]
     assert (smk_project / "results/logs/report.log").is_file()
     # Figure 2 (right): the zero-shot scores of SST-2 and CoLA over the 9 snapshots, 200 each.
     zs = data["zeroshot"]

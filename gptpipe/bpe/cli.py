@@ -7,7 +7,7 @@ import argparse
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from .. import vocab
 from ..atomic import atomic_path, write_json
@@ -30,7 +30,7 @@ def run(cfg: BpeConfig, ingest_dirs: Sequence[Path], output: Path) -> dict:
                  cfg.max_chars, chosen.articles, chosen.total_articles, chosen.chars,
                  chosen.total_chars)
     log.info("training %s BPE, base vocabulary %d, on %s", cfg.style, cfg.vocab_size, where)
-    tok = bpe.train(sample.texts(ingest_dirs, chosen), cfg, source=where)
+    tok = bpe.train(_Texts(ingest_dirs, chosen), cfg, source=where)
     figures = bpe.describe(tok, cfg) | {
         "seconds": round(time.perf_counter() - start, 3),
         "sample": None if chosen is None else {  # bpe.max_chars: what it trained on
@@ -45,6 +45,16 @@ def run(cfg: BpeConfig, ingest_dirs: Sequence[Path], output: Path) -> dict:
         write_json(tmp / "bpe.json", figures)
     log.info("wrote %s (vocabulary %d incl. special tokens)", output, figures["vocab_size"])
     return figures
+
+
+class _Texts:
+    """The training texts, read afresh on each pass (the gpt1 style makes two)."""
+
+    def __init__(self, dirs: Sequence[Path], chosen: sample.Plan | None) -> None:
+        self.dirs, self.chosen = dirs, chosen
+
+    def __iter__(self) -> Iterator[str]:
+        return sample.texts(self.dirs, self.chosen)
 
 
 def main(argv: list[str] | None = None) -> int:

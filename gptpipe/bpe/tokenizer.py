@@ -1,8 +1,18 @@
 """Training the BPE tokenizer (HF `tokenizers`) and saving it with the special tokens after the
-learned vocabulary (layout and styles: `gptpipe.vocab`)."""
+learned vocabulary (layout and styles: `gptpipe.vocab`).
+
+The gpt1 style reads the text twice. HF's trainer keeps the `limit_alphabet` most frequent
+characters but breaks ties in hash order, so the alphabet (and every id after it) would change
+from run to run; a first pass counts the characters and picks them deterministically. With
+`exact_merges` it then learns a few merges too many (its target counts the symbols, unknown
+until it has read the text) and keeps the first vocab_size - 478: BPE's merges come in a fixed
+order, so these are the merges a run stopping there would learn.
+"""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from typing import Iterable, Iterator
 
 from tokenizers import (
@@ -14,7 +24,7 @@ from tokenizers import (
     trainers,
 )
 
-from ..config import BpeConfig
+from ..config import GPT1_SYMBOLS, BpeConfig
 from ..errors import GptpipeError
 from ..vocab import END_OF_WORD, SPECIAL_TOKENS, UNK, special_ids
 
@@ -34,13 +44,36 @@ def _new_tokenizer(style: str) -> Tokenizer:
     return tok
 
 
-def _trainer(cfg: BpeConfig) -> trainers.BpeTrainer:
+# What Rust's `char::is_whitespace` (HF's BertPreTokenizer) drops: Unicode's White_Space.
+WHITESPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
+                       + "".join(map(chr, range(0x2000, 0x200B))))
+
+
+def alphabet(texts: Iterable[str], tok: Tokenizer, limit: int) -> list[str]:
+    """The `limit` most frequent characters of the normalised text (whitespace aside), ties
+    by code point: what HF's trainer counts, chosen the same way every time."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(tok.normalizer.normalize_str(text))
+    for char in WHITESPACE & counts.keys():
+        del counts[char]
+    return sorted(counts, key=lambda c: (-counts[c], c))[:limit]
+
+
+def _trainer(cfg: BpeConfig, chars: list[str] | None = None) -> trainers.BpeTrainer:
     if cfg.style == "gpt1":
+        chars = chars or []
+        # Every character's word-final form, passed as a special token so that it has its id
+        # before training: HF would number those it meets in hash order, and break ties between
+        # merges of equal count by those ids (`_gpt1_vocab` makes them plain tokens again).
+        finals = [c + END_OF_WORD for c in chars]
+        target = 1 + 2 * len(chars) + merges_wanted(cfg) if cfg.exact_merges else cfg.vocab_size
         return trainers.BpeTrainer(
-            vocab_size=cfg.vocab_size,
+            vocab_size=target,
             min_frequency=cfg.min_frequency,
-            special_tokens=[UNK],
-            limit_alphabet=cfg.limit_alphabet,
+            special_tokens=[UNK, *finals],
+            limit_alphabet=max(1, len(chars)),
+            initial_alphabet=chars,
             end_of_word_suffix=END_OF_WORD,
             show_progress=False,
         )
@@ -53,18 +86,28 @@ def _trainer(cfg: BpeConfig) -> trainers.BpeTrainer:
 
 
 def train(texts: Iterable[str], cfg: BpeConfig, *, source: str = "corpus") -> Tokenizer:
-    """Train on `texts` (an iterator of documents) and append the special tokens after V.
+    """Train on `texts` (documents; re-iterable for the gpt1 style, which reads them twice)
+    and append the special tokens after the base vocabulary.
 
-    Raises GptpipeError if the corpus is empty or too small to learn `cfg.vocab_size` tokens,
-    because the special tokens must land at their fixed ids.
+    Raises GptpipeError if the corpus is empty or too small to learn `cfg.vocab_size` tokens
+    (gpt1 style with `exact_merges`: vocab_size - 478 merges), because the special tokens must
+    land at their fixed ids.
     """
     counted = _CountingIter(texts)
     tok = _new_tokenizer(cfg.style)
-    tok.train_from_iterator(counted, trainer=_trainer(cfg))
+    chars = None
+    if cfg.style == "gpt1":
+        if iter(texts) is texts:
+            raise TypeError("the gpt1 style reads the texts twice: pass a list or another "
+                            "re-iterable collection, not an iterator")
+        chars = alphabet(texts, tok, cfg.limit_alphabet)
+    tok.train_from_iterator(counted, trainer=_trainer(cfg, chars))
     if counted.chars == 0:
         raise GptpipeError(f"{source}: empty corpus: no text to train the tokenizer on")
-    learned = tok.get_vocab_size()
-    if learned != cfg.vocab_size:
+    if cfg.style == "gpt1":
+        tok = _gpt1_vocab(tok, merges_wanted(cfg) if cfg.exact_merges else None, source, counted)
+    if not (cfg.style == "gpt1" and cfg.exact_merges) and tok.get_vocab_size() != cfg.vocab_size:
+        learned = tok.get_vocab_size()
         raise GptpipeError(
             f"{source}: corpus too small for bpe.vocab_size={cfg.vocab_size}: BPE learned only "
             f"{learned} tokens from {counted.docs} documents ({counted.chars} characters); "
@@ -73,6 +116,48 @@ def train(texts: Iterable[str], cfg: BpeConfig, *, source: str = "corpus") -> To
     tok.add_special_tokens(list(SPECIAL_TOKENS))
     special_ids(tok)  # checks the layout
     return tok
+
+
+def merges_wanted(cfg: BpeConfig) -> int:
+    """Merges of the gpt1 style with `exact_merges`: vocab_size - 478 (GPT-1: 40,000)."""
+    return cfg.vocab_size - GPT1_SYMBOLS
+
+
+def _gpt1_vocab(tok: Tokenizer, n: int | None, source: str, counted: _CountingIter
+                ) -> Tokenizer:
+    """`tok` with its symbols in a fixed order and, if `n` is not None, cut back to its first
+    `n` merges and the tokens those and the symbols hold.
+
+    The word-final symbols (`x</w>`), special tokens while training (`_trainer`), become
+    plain ones, numbered by character after <unk> and the characters. Merged tokens get
+    ids in the order they are made, so the kept ones are a prefix of the ids: up to the last
+    token the n-th merge made (a merge may remake a token that is already there).
+    """
+    spec = json.loads(tok.to_str())
+    model = spec["model"]
+    merges = [m.split(" ") if isinstance(m, str) else m for m in model["merges"]]
+    vocab = model["vocab"]
+    symbols = vocab["".join(merges[0])] if merges else len(vocab)  # the first merge's new id
+    order = sorted((t for t, i in vocab.items() if i < symbols),
+                   key=lambda t: (t != UNK, t.endswith(END_OF_WORD) and t != END_OF_WORD, t))
+    vocab.update({t: i for i, t in enumerate(order)})
+    spec["added_tokens"] = [a for a in spec["added_tokens"] if a["content"] == UNK]
+    spec["added_tokens"][0]["id"] = 0
+    if n is None:
+        return Tokenizer.from_str(json.dumps(spec))
+    if len(merges) < n:
+        raise GptpipeError(
+            f"{source}: corpus too small for {n} merges (bpe.vocab_size={n + GPT1_SYMBOLS} - "
+            f"{GPT1_SYMBOLS}): BPE learned only {len(merges)} from {counted.docs} documents "
+            f"({counted.chars} characters); lower bpe.vocab_size or min_frequency, or add text")
+    keep = max([symbols, *(vocab["".join(m)] + 1 for m in merges[:n])])
+    model["vocab"] = {t: i for t, i in vocab.items() if i < keep}
+    model["merges"] = merges[:n]
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+def merge_count(tok: Tokenizer) -> int:
+    return len(json.loads(tok.to_str())["model"]["merges"])
 
 
 class _CountingIter:
@@ -95,6 +180,7 @@ def describe(tok: Tokenizer, cfg: BpeConfig) -> dict:
     ids = special_ids(tok)
     return {
         "style": cfg.style,
+        "merges": merge_count(tok),  # gpt1 style with exact_merges: vocab_size - 478
         "base_vocab": ids.base_vocab,
         "vocab_size": ids.vocab_size,
         "special_tokens": {t: tok.token_to_id(t) for t in SPECIAL_TOKENS},

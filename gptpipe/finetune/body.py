@@ -16,7 +16,7 @@ from tokenizers import Tokenizer
 
 from .. import vocab
 from ..errors import GptpipeError
-from ..model import GPT, GPTConfig
+from ..model import GPT, INIT_STD, GPTConfig
 from ..modeldir import (
     CONFIG,
     TOKENIZER,
@@ -27,6 +27,7 @@ from ..modeldir import (
     read_weights,
 )
 from ..vocab import SpecialIds
+from .transfer import check_layers, partial_state
 
 
 @dataclass(frozen=True)
@@ -60,16 +61,36 @@ def open_body(path: Path, max_len: int) -> Body:
     return Body(folder, tok, ids, cfg)
 
 
-def build_gpt(body: Body, pretrained: bool, seed: int) -> GPT:
+def build_gpt(body: Body, pretrained: bool, seed: int, transfer: int | None = None) -> GPT:
     """The pre-trained network, or (`pretrained=False`) the same shape freshly initialised
     from `seed`, the weights file then not read at all. Weight names and shapes are checked
-    against `model.json` (errors name the file)."""
+    against `model.json` (errors name the file). `transfer` k: only the embeddings and the
+    first k blocks are pre-trained, the rest as freshly initialised (`finetune.transfer`)."""
     gpt = GPT(body.cfg, generator=torch.Generator().manual_seed(seed))
+    if transfer is not None:
+        check_layers(transfer, body.cfg.n_layer, str(body.folder / CONFIG))
     if pretrained:
         # Not `modeldir.load_model_dir`: it builds the network on the meta device, whose
         # initialisation imports torch's compiler stack (seconds per job at tiny scale).
         where = body.folder / WEIGHTS
         tensors = read_weights(where)
         check_state_dict(tensors, gpt.state_dict(), where, body.cfg)
-        gpt.load_state_dict({k: v.float() for k, v in tensors.items()})
+        if transfer is not None:
+            tensors = partial_state(tensors, transfer)
+        gpt.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=transfer is None)
     return gpt
+
+
+def fresh_special_rows(gpt: GPT, ids: SpecialIds, seed: int) -> list[int]:
+    """Redraw from N(0, 0.02) the embedding rows of start, delimiter and extract, the tokens
+    the fine-tuning inputs add (OpenAI's code draws them afresh for each run): pre-training
+    never saw them, so their rows are only what weight decay left of the initialisation.
+    `<|pad|>` (never attended to) and `<|endoftext|>` (seen) keep theirs. The output head is
+    tied to these rows, so the auxiliary LM loss predicts them with the new rows too. Drawn
+    from `seed` + 2 (the head draws from `seed` + 1); returns the rows redrawn."""
+    rows = [ids.start, ids.delim, ids.extract]
+    draw = torch.randn(len(rows), gpt.cfg.d_model,
+                       generator=torch.Generator().manual_seed(seed + 2))
+    with torch.no_grad():
+        gpt.wte.weight[rows] = draw * INIT_STD
+    return rows

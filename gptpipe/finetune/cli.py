@@ -4,7 +4,8 @@
         --data data --output results/finetune/SST-2/full/seed0
 
 Variants (Table 5): `full` (pre-trained, task loss + λ·LM loss), `no_aux` (λ = 0),
-`no_pretrain` (the same network and tokenizer, randomly initialised from the seed). Writes
+`no_pretrain` (the same network and tokenizer, randomly initialised from the seed); Figure 2:
+`transfer<k>` (as `full`, but only the embeddings and the first k blocks pre-trained). Writes
 OUTPUT/metrics.json (scores, counts, caps, truncation, loader reports, losses, timings, the
 resolved config), OUTPUT/predictions.jsonl (one line per scored or predicted example) and, for
 tasks with GLUE test files, the submission TSV(s); all at once, or nothing.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,13 +29,13 @@ from ..config import VARIANTS, FinetuneConfig, to_dict
 from ..device import autocast_for, resolve_device
 from ..errors import GptpipeError
 from ..io import file_sha256
-from ..tasks.spec import TaskSpec
+from ..tasks.spec import Example, TaskSpec
 from ..tasks.transforms import encode_examples
-from . import outputs
-from .body import Body, build_gpt, open_body
+from . import companions, events, outputs, transfer
+from .body import Body, build_gpt, fresh_special_rows, open_body
 from .data import Recipe, TaskData, load_task, recipe
 from .loop import predict, train
-from .model import TaskModel
+from .model import TaskModel, head_outputs
 from .passes import examples_per_pass, passes_per_update
 
 NAME = "finetune"
@@ -67,8 +69,11 @@ def _spec(task: str) -> TaskSpec:
 
 
 def _task_model(body: Body, spec: TaskSpec, rec: Recipe, seed: int) -> TaskModel:
-    gpt = build_gpt(body, rec.pretrained, seed)
-    return TaskModel(gpt, spec.kind, spec.num_labels, n_choices=spec.n_choices,
+    gpt = build_gpt(body, rec.pretrained, seed, rec.transfer)
+    if rec.pretrained and rec.fresh_special_rows:
+        fresh_special_rows(gpt, body.ids, seed)
+    n_out = head_outputs(spec.kind, spec.num_labels, rec.stsb_target)
+    return TaskModel(gpt, spec.kind, n_out, n_choices=spec.n_choices,
                      clf_dropout=rec.clf_dropout,
                      generator=torch.Generator().manual_seed(seed + 1))
 
@@ -76,12 +81,15 @@ def _task_model(body: Body, spec: TaskSpec, rec: Recipe, seed: int) -> TaskModel
 def run(cfg: FinetuneConfig, job: Job, model_dir: Path, data_dir: Path, output: Path) -> dict:
     """Fine-tune, score and predict; write `output` atomically; return metrics.json's figures."""
     t0 = time.perf_counter()
-    if job.variant not in VARIANTS:
-        raise GptpipeError(f"unknown variant {job.variant!r} (known: {', '.join(VARIANTS)})")
+    if not transfer.is_variant(job.variant):
+        raise GptpipeError(f"unknown variant {job.variant!r} (known: {', '.join(VARIANTS)}, "
+                           "transfer<k>)")
     spec = _spec(job.task)
     rec = recipe(cfg, spec.name, job.variant)
     body = open_body(model_dir, rec.max_len)
     data = load_task(cfg, spec.name, rec, data_dir)
+    extra, extra_notes = companions.load_companions(cfg, spec, rec, data_dir)
+    data.notes.extend(extra_notes)  # e.g. AX (MNLI's companion) absent or capped
     encoded, truncation = _encode(data, body, rec.max_len)
     device = resolve_device(cfg.device, section=NAME)
     autocast, _ = autocast_for(device, cfg.precision)
@@ -92,9 +100,10 @@ def run(cfg: FinetuneConfig, job: Job, model_dir: Path, data_dir: Path, output: 
              spec.name, job.variant, job.seed, len(data.train),
              -(-len(data.train) // rec.batch) * rec.epochs, rec.batch,
              passes_per_update(rec.batch, per_pass), per_pass, device)
+    curve: list[dict] = []
     train_log = train(model, encoded[str(spec.train_split)], rec, pad_id=body.ids.pad,
                       generator=torch.Generator().manual_seed(job.seed), device=device,
-                      autocast=autocast)
+                      autocast=autocast, on_update=curve.append)
     t1 = time.perf_counter()
     results = {}
     for split, examples in {**data.scored, **data.predicted}.items():
@@ -107,16 +116,32 @@ def run(cfg: FinetuneConfig, job: Job, model_dir: Path, data_dir: Path, output: 
     figures["device"], figures["threads"] = device.type, torch.get_num_threads()
     figures["model"]["parameters"] = model.gpt.num_params()
     with atomic_path(output, is_dir=True) as tmp:
-        write_text(tmp / outputs.PREDICTIONS, outputs.prediction_lines(list(results.values())))
+        extra_results, extra_files = companions.predict_companions(
+            extra, _predictor(model, body, spec, rec, device, autocast), tmp)
+        write_text(tmp / outputs.PREDICTIONS,
+                   outputs.prediction_lines([*results.values(), *extra_results]))
         available = {s: c["available"] for s, c in data.counts.items()}
         figures["submission"] = outputs.write_submissions(
-            spec, [results[s] for s in data.predicted], available, tmp)
+            spec, [results[s] for s in data.predicted], available, tmp) + extra_files
         figures["seconds"]["total"] = round(time.perf_counter() - t0, 3)
         write_json(tmp / outputs.METRICS, figures)
+        events.write(tmp, curve, train_log, scores)
     headline = figures["headline"]
     log.info("wrote %s: %s %s %s", output, headline["split"], headline["metric"],
              headline["percent"])
     return figures
+
+
+def _predictor(model: TaskModel, body: Body, spec: TaskSpec, rec: Recipe, device: torch.device,
+               autocast) -> Callable[[list[Example]], tuple[torch.Tensor, dict]]:
+    """examples -> (scores, truncation figures) with the fine-tuned model: for the tasks it
+    predicts beside its own (MNLI: AX)."""
+    def run_on(examples: list[Example]) -> tuple[torch.Tensor, dict]:
+        encoded, stats = encode_examples(examples, spec.kind, body.tokenizer, rec.max_len,
+                                         source=str(body.tokenizer_path))
+        return predict(model, encoded, batch=rec.batch, pad_id=body.ids.pad, device=device,
+                       autocast=autocast), stats.to_dict()
+    return run_on
 
 
 def _figures(cfg: FinetuneConfig, job: Job, spec: TaskSpec, rec: Recipe, body: Body,
@@ -124,12 +149,14 @@ def _figures(cfg: FinetuneConfig, job: Job, spec: TaskSpec, rec: Recipe, body: B
     first_split = next(iter(data.scored))
     metric = spec.metrics[0]
     value = scores[first_split][metric]
+    chance = {s: outputs.chance(spec, ex) for s, ex in data.scored.items()}
     return {
         "task": spec.name, "variant": job.variant, "seed": job.seed, "kind": spec.kind,
         "train_split": spec.train_split, "reported_splits": list(data.scored),
         "headline": {"split": first_split, "metric": metric, "value": value,
                      "percent": None if value is None else round(100 * value, 4)},
         "scores": scores, "scores_percent": {s: outputs.percent(v) for s, v in scores.items()},
+        "chance": chance, "chance_percent": {s: outputs.percent(v) for s, v in chance.items()},
         "paper_percent": dict(spec.paper), "examples": data.counts,
         "caps": {"max_train_examples": rec.max_train_examples,
                  "max_eval_examples": rec.max_eval_examples,
@@ -147,8 +174,9 @@ def _figures(cfg: FinetuneConfig, job: Job, spec: TaskSpec, rec: Recipe, body: B
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(NAME, __doc__.splitlines()[0])
     parser.add_argument("--task", required=True, help="task name, e.g. SST-2 (see gptpipe.tasks)")
-    parser.add_argument("--variant", required=True, choices=VARIANTS,
-                        help="full | no_aux (λ = 0) | no_pretrain (random initialisation)")
+    parser.add_argument("--variant", required=True, type=transfer.variant_arg,
+                        help="full | no_aux (λ = 0) | no_pretrain (random initialisation) | "
+                             "transfer<k> (embeddings and k blocks pre-trained; k >= -1)")
     parser.add_argument("--seed", required=True, type=int, help="initialisation, dropout, order")
     parser.add_argument("--model", required=True, type=Path, metavar="DIR",
                         help="model folder, or a pretrain output holding one in model/")

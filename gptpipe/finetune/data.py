@@ -20,6 +20,7 @@ from ..config import FinetuneConfig, Holdout, TaskOverride
 from ..errors import GptpipeError
 from ..tasks.loaders import LoadReport, held_ids, load_split, split_ids
 from ..tasks.spec import Example, TaskSpec
+from .transfer import layers_of
 
 CAP_SALT = "gptpipe-cap"  # hash salt of the capped subsets: the same for every seed and variant
 
@@ -47,6 +48,9 @@ class Recipe:
     max_eval_examples: int  # 0 = all
     submit: bool  # write GLUE submission files for the hidden-label splits
     pretrained: bool  # False for variant `no_pretrain`: same network, random initialisation
+    stsb_target: str = "classes"  # STS-B: 6 classes (Tai et al.) or one regressed output
+    fresh_special_rows: bool = True  # redraw start, delimiter and extract rows (if pretrained)
+    transfer: int | None = None  # variant `transfer<k>`: k blocks pre-trained (None: all)
 
 
 def recipe(cfg: FinetuneConfig, task: str, variant: str) -> Recipe:
@@ -57,7 +61,7 @@ def recipe(cfg: FinetuneConfig, task: str, variant: str) -> Recipe:
     knobs.setdefault("submit", True)
     if variant == "no_aux":
         knobs["lm_weight"] = 0.0
-    return Recipe(**knobs, pretrained=variant != "no_pretrain")
+    return Recipe(**knobs, pretrained=variant != "no_pretrain", transfer=layers_of(variant))
 
 
 @dataclass
@@ -131,6 +135,28 @@ def _check_holdout(spec: TaskSpec, hold: Holdout) -> None:
                            "out or carved")
 
 
+# Tasks predicted with another task's model (`finetune.companions`, which loads them).
+
+
+def companion_specs(spec: TaskSpec) -> list[TaskSpec]:
+    """The registry's tasks predicted with `spec`'s model (MNLI: AX), in registry order."""
+    return [t for t in tasks.TASKS.values() if t.predict_with == spec.name]
+
+
+def submitted_splits(companion: TaskSpec) -> list[str]:
+    """Hidden-label splits that have a GLUE file."""
+    return [s for s in companion.unlabelled_splits if s in companion.submission_files]
+
+
+def companion_paths(spec: TaskSpec, rec: Recipe) -> list[str]:
+    """Paths under the data folder a run of `spec` reads for its companions (none unless it
+    writes submissions)."""
+    if not rec.submit:
+        return []
+    return [str(Path(c.data_dir) / c.files[s])
+            for c in companion_specs(spec) for s in submitted_splits(c)]
+
+
 def files_read(cfg: FinetuneConfig, task: str, variant: str = "full") -> list[str]:
     """Paths (relative to the data folder) of every file a run of `task` reads: what the
     workflow checks against the fetched sources before any job runs."""
@@ -139,6 +165,7 @@ def files_read(cfg: FinetuneConfig, task: str, variant: str = "full") -> list[st
     paths = [str(Path(spec.data_dir) / spec.files[s]) for s in steps.read]
     if spec.loader == "mrpc" and {"train", "dev"} & set(steps.read):
         paths += [str(Path(spec.data_dir) / f) for f in spec.aux_files.values()]
+    paths += companion_paths(spec, recipe(cfg, spec.name, variant))  # MNLI: AX's test file
     return list(dict.fromkeys(paths))
 
 

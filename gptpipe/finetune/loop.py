@@ -17,7 +17,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -103,8 +103,10 @@ class TrainLog:
 
 def train(model: TaskModel, encoded: Sequence[Encoded], rec: Recipe, *,
           pad_id: int, generator: torch.Generator, device: torch.device,
-          autocast: Autocast = contextlib.nullcontext) -> TrainLog:
+          autocast: Autocast = contextlib.nullcontext,
+          on_update: Callable[[dict], None] | None = None) -> TrainLog:
     """Fine-tune `model` in place for `rec.epochs` epochs; returns the losses seen.
+    `on_update` gets each update's record: step, loss, task_loss, lm_loss (λ > 0), lr.
 
     Reads the recipe's lr, batch, micro_batch, max_tokens_per_pass, max_len, epochs,
     warmup_fraction, lm_weight, grad_clip, weight_decay.
@@ -137,12 +139,21 @@ def train(model: TaskModel, encoded: Sequence[Encoded], rec: Recipe, *,
             log.steps += 1
             log.examples_seen += len(indices)
             log.passes += math.ceil(len(indices) / per_pass)
+            if on_update is not None:
+                on_update(_record(log.steps, losses, optimizer, rec.lm_weight))
         log.epoch_loss.append(sums[0] / len(batches))
         log.epoch_task_loss.append(sums[1] / len(batches))
         if rec.lm_weight > 0:
             log.epoch_lm_loss.append(sums[2] / len(batches))
     log.seconds = round(time.perf_counter() - t0, 3)
     return log
+
+
+def _record(step: int, losses: list[float], optimizer: torch.optim.Optimizer,
+            lm_weight: float) -> dict:
+    record = {"step": step, "loss": losses[0], "task_loss": losses[1],
+              "lr": optimizer.param_groups[0]["lr"]}
+    return record | ({"lm_loss": losses[2]} if lm_weight > 0 else {})
 
 
 def _accumulate(model: TaskModel, encoded: Sequence[Encoded], indices: Sequence[int],

@@ -5,14 +5,18 @@ Every example arrives as S sequences in a row of the batch (see `gptpipe.tasks.t
     kind             S          head input (C = d_model)                    output per example
     single, pair     1          h[<e>]                                      n classes (logits)
     similarity       2          h[<e>] of `A $ B` + h[<e>] of `B $ A`       n classes (logits)
-    regression       2          the same sum                                1 real score
+    regression       2          the same sum                                6 logits, or 1 score
     multiple_choice  choices    h[<e>] of each `context $ answer_k`         1 score per choice
 
-STS-B is the one regression task. The paper does not say how it scored it; we regress the gold
-0-5 similarity with a single output and a mean squared error loss, as Hugging Face's `run_glue`
-does (Pearson and Spearman, its metrics, ignore the output's scale and offset). Multiple-choice
-scores are compared by a softmax over the choices of each example (cross-entropy on the index of
-the right one).
+STS-B is the one regression task. The paper does not say how it scored it; OpenAI's code ships
+Tai et al.'s (2015) label encoding (`stsb_label_encoding` in its utils.py), which
+`finetune.stsb_target: classes` (the default) follows: the gold 0-5 similarity y becomes a
+distribution over the scores 0..5 (`score_distribution`), the head has 6 outputs trained by
+cross-entropy against it, and the prediction is the expected score sum_k k·p_k, on which Pearson
+and Spearman are computed. `regression` instead regresses y with one output and a mean squared
+error loss, as Hugging Face's `run_glue` does. `task_loss` and `predictions` tell the two apart
+by the scores' shape. Multiple-choice scores are compared by a softmax over the choices of each
+example (cross-entropy on the index of the right one).
 
 The auxiliary language-model loss (L1 in L3 = L2 + λ·L1) is computed on the same sequences:
 every real token but the last predicts the next one (`<s>`, `$` and `<e>` included, as in
@@ -28,6 +32,32 @@ import torch.nn.functional as F
 from ..model import GPT, ClassifierHead, gather_at
 
 SUMMED_KINDS = ("similarity", "regression")  # both orders' extract states added (§3.3)
+STSB_CLASSES = 6  # the scores 0, 1, ..., 5 of `stsb_target: classes`
+
+
+def head_outputs(kind: str, num_labels: int, stsb_target: str) -> int:
+    """The head's outputs: `TaskSpec.num_labels`, but 6 for regression with `classes`."""
+    return STSB_CLASSES if kind == "regression" and stsb_target == "classes" else num_labels
+
+
+def score_distribution(y: torch.Tensor, n: int = STSB_CLASSES) -> torch.Tensor:
+    """(B, n): each score y in [0, n-1] as p[floor y] = floor y - y + 1, p[floor y + 1] =
+    y - floor y (Tai et al. 2015), so that sum_k k·p_k = y."""
+    y = y.float()
+    if y.numel() and not bool(((y >= 0) & (y <= n - 1)).all()):
+        raise ValueError(f"scores must lie in [0, {n - 1}]; got {y.min():g} .. {y.max():g}")
+    low = y.floor().clamp(max=n - 1)
+    frac = (y - low).unsqueeze(1)
+    p = torch.zeros(y.numel(), n, device=y.device)
+    p.scatter_add_(1, low.long().unsqueeze(1), 1 - frac)
+    p.scatter_add_(1, (low.long() + 1).clamp(max=n - 1).unsqueeze(1), frac)  # y = n-1: frac 0
+    return p
+
+
+def expected_score(logits: torch.Tensor) -> torch.Tensor:
+    """(B,): sum_k k·softmax(logits)_k, the score a class distribution predicts."""
+    k = torch.arange(logits.size(-1), device=logits.device, dtype=torch.float32)
+    return logits.float().softmax(dim=-1) @ k
 
 
 def sequences_per_example(kind: str, n_choices: int | None) -> int:
@@ -72,7 +102,7 @@ class TaskModel(nn.Module):
         if self.kind in SUMMED_KINDS:
             states = states.view(n // self.seqs, self.seqs, c).sum(dim=1)  # (B, C)
         out = self.head(states)  # (B, n_out)
-        return out.squeeze(-1) if self.kind == "regression" else out
+        return out.squeeze(-1) if self.kind == "regression" and out.size(-1) == 1 else out
 
 
 def lm_loss(gpt: GPT, h: torch.Tensor, ids: torch.Tensor, extract: torch.Tensor) -> torch.Tensor:
@@ -90,14 +120,18 @@ def lm_loss(gpt: GPT, h: torch.Tensor, ids: torch.Tensor, extract: torch.Tensor)
 
 
 def task_loss(kind: str, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """L2 of the paper: cross-entropy over classes or choices; squared error for regression."""
+    """L2 of the paper: cross-entropy over classes or choices; for regression, cross-entropy
+    against the gold score's distribution (scores (B, 6)) or squared error (scores (B,))."""
+    if kind == "regression" and scores.dim() == 2:
+        return F.cross_entropy(scores.float(), score_distribution(labels, scores.size(-1)))
     if kind == "regression":
         return F.mse_loss(scores.float(), labels.float())
     return F.cross_entropy(scores.float(), labels.long())
 
 
 def predictions(kind: str, scores: torch.Tensor) -> torch.Tensor:
-    """The predicted class or choice index (B,), or the regression output itself."""
+    """The predicted class or choice index (B,); for regression the expected score of the 6
+    logits, or the single output itself."""
     if kind == "regression":
-        return scores.float()
+        return expected_score(scores) if scores.dim() == 2 else scores.float()
     return scores.argmax(dim=-1)

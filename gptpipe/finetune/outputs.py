@@ -48,6 +48,13 @@ def score(spec: TaskSpec, res: SplitResult) -> dict[str, float | None]:
     return {k: finite(v) for k, v in scores.items()}
 
 
+def chance(spec: TaskSpec, examples: Sequence[Example]) -> dict[str, float]:
+    """The task's metrics for a label-blind baseline on a labelled split (`metrics.chance`):
+    the level a score must beat to show that fine-tuning learnt anything."""
+    gold = [ex.label for ex in examples]
+    return metrics.chance(spec.metrics, gold, [ex.group for ex in examples])
+
+
 def percent(scores: dict[str, float | None]) -> dict[str, float | None]:
     return {k: None if v is None else round(100.0 * v, 4) for k, v in scores.items()}
 

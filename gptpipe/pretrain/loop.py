@@ -22,6 +22,7 @@ from ..config import PretrainConfig
 from ..device import Autocast
 from ..errors import GptpipeError
 from ..optim import cosine_lr, set_lr
+from ..tblog import EventLog
 from . import distributed as dd
 from .checkpoint import Checkpoints, Restored
 from .deadline import NEVER, Deadline, TimeLimitStop, stop_now
@@ -83,6 +84,7 @@ class Trainer:
     clock: Clock = field(default_factory=Clock)
     last_checkpoint: str | None = None
     deadline: Deadline = NEVER  # rank 0's: when to checkpoint and stop before the job's limit
+    events: EventLog | None = None  # rank 0's TensorBoard view of the metric records
     # rank 0's: called with the update count after every update (weight snapshots for zeroshot)
     after_update: Callable[[int], None] | None = None
 
@@ -214,6 +216,9 @@ class Trainer:
         record.update(loss=sum(window.losses) / len(window.losses), tokens_per_s=tps, mfu=util)
         if self.metrics is not None:
             self.metrics.write(record)
+        if self.events is not None:  # flushed, as the JSONL: a checkpoint covers its events
+            self.events.write(record, record["step"])
+            self.events.flush()
 
     def _checkpoint(self, done: int) -> None:
         trainer = {"clock": self.clock.as_dict(), "tokens": done * self.shape.batch_tokens}

@@ -22,6 +22,8 @@ from ..device import autocast_for
 from ..model import GPT, GPTConfig
 from ..modeldir import save_model_dir
 from ..optim import adamw
+from ..tblog import DIR as EVENTS_DIR
+from ..tblog import copy_events, open_log
 from . import data
 from . import distributed as dd
 from .checkpoint import Checkpoints, check_dir
@@ -110,6 +112,8 @@ def _run(model_cfg: ModelConfig, cfg: PretrainConfig, paths: Paths, env: dd.Dist
     restored = store.restore(model, optimizer)
     trainer = _trainer(model, optimizer, shape, cfg, env, info, store, restored)
     trainer.deadline = deadline
+    trainer.events = open_log(store.run_dir / EVENTS_DIR, restored.step if restored else 0) \
+        if env.is_main else None
     snaps = Snapshots(store.run_dir, cfg.snapshot_every, shape.updates)
     if env.is_main:
         trainer.after_update = lambda done: snaps.maybe_save(done, model)
@@ -122,6 +126,8 @@ def _run(model_cfg: ModelConfig, cfg: PretrainConfig, paths: Paths, env: dd.Dist
     finally:
         if trainer.metrics is not None:
             trainer.metrics.close()
+        if trainer.events is not None:
+            trainer.events.close()
     if not env.is_main:
         return {}
     figures = _figures(trainer, shape, info, final, model, env, wall0, restored)
@@ -191,6 +197,7 @@ def _write_output(paths: Paths, model: GPT, gpt: GPTConfig, trainer: Trainer, fi
     with atomic_path(paths.output, is_dir=True) as tmp:
         save_model_dir(model, gpt, paths.tokenizer, tmp / "model")
         shutil.copyfile(trainer.checkpoints.run_dir / "metrics.jsonl", tmp / "metrics.jsonl")
+        copy_events(trainer.checkpoints.run_dir / EVENTS_DIR, tmp / EVENTS_DIR)
         write_json(tmp / "metrics.json", figures)
         write_json(tmp / "config.json", resolved)
         if snaps is not None and snaps.every > 0:

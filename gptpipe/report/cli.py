@@ -31,7 +31,7 @@ from ..config import (
     resolve_section,
     validate_params,
 )
-from . import collect, figures, provenance, render, tables
+from . import chance, collect, figures, glue_zip, provenance, render, tables, transfer
 from . import zeroshot as zeroshot_report
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,19 @@ FIGURES: dict[str, tuple[str, str]] = {
     "pretrain_lr": ("Learning rate", "Learning rate at each logged update: linear warm-up, "
                     "then cosine decay."),
     "finetune_scores": ("Fine-tuning scores", "Ours (bars: mean over seeds; whiskers: sample "
-                        "std) beside the paper's figures (black ticks), Tables 2-4, in percent."),
+                        "std) beside the paper's figures (black ticks), Tables 2-4, in percent; red "
+                        "marks: chance on the split scored."),
     "ablations": ("Ablations", "Table 5: full model, without pre-training, without the "
-                  "auxiliary LM loss; mean ± std over seeds, the paper's figures as ticks."),
+                  "auxiliary LM loss; mean ± std over seeds, the paper's figures as ticks, "
+                  "chance in red."),
 }
 _SPLIT_NOTE = ("Ours: mean ± sample standard deviation over n seeds, measured on the labelled "
                "test split where one exists, else on dev. The paper's GLUE figures are the "
                "evaluation server's test scores, so Δ (ours − paper, percentage points) is only "
-               "approximate for them. 'not run': no job of that task and variant was given.")
+               "approximate for them. 'not run': no job of that task and variant was given. "
+               "Chance: a label-blind baseline on the split ours is measured on (majority "
+               "class for accuracy and F1, the most frequent answer for multiple choice, 0 for "
+               "MCC and correlations); '—' where the run did not record it.")
 
 
 _INPUT_HEADERS = {"name": "Name", "role": "Role", "kind": "Kind", "path": "Path under data/",
@@ -152,7 +157,7 @@ def _sections(pre: collect.Pretrain, results: Mapping[str, pl.DataFrame],
     by_name = {f.name: f for f in figs}
     result_tables = tuple(
         render.Section(tables.TITLES[name], level=3,
-                       table=tables.display(results[name], with_variant=(name == "table5")),
+                       table=chance.display(results[name], with_variant=(name == "table5")),
                        figures=(by_name["ablations"],) if name == "table5" else ())
         for name in ("table2", "table3", "table4", "table5", "other")
         if name != "other" or not results[name].is_empty()
@@ -187,7 +192,9 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
     runs = collect.load_runs(inputs.finetune)
     bpe, shard = collect.load_bpe(inputs.bpe), collect.load_shard(inputs.shard)
     parts = collect.load_ingest(inputs.ingest)
-    results = tables.paper_tables(runs, collect.scores_frame(runs), not_run)
+    paper_runs = transfer.without_transfer(runs)  # Figure 2's runs have a section of their own
+    results = tables.paper_tables(paper_runs, collect.scores_frame(paper_runs), not_run)
+    results = chance.with_chance(results, runs)  # a "chance" column beside every score
     compute = tables.compute_frame(pre.summary, runs)
     notes = collect.task_notes(runs, cfg.max_notes)
     prov = provenance.collect(resolved, repo, _recorded(pre, runs, bpe, shard, parts, inputs),
@@ -195,10 +202,15 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
     figs = _figures(pre, results)
     sections = _sections(pre, results, figs, compute, notes,
                          _provenance_sections(prov, _data_sections(bpe, shard, parts)))
+    archive = glue_zip.collect(runs)
+    sections.insert(2, glue_zip.section(archive))  # after "Fine-tuning beside the paper"
+    layers = transfer.layers_section(runs, resolved["finetune"], not_run)  # Figure 2, left
+    figs = [*figs, *layers.figures]
+    sections.insert(2, layers.section)  # after "Fine-tuning beside the paper"
     zs = zeroshot_report.section(inputs.zeroshot) if inputs.zeroshot else None
-    if zs:  # after "Fine-tuning beside the paper"
-        sections.insert(2, zs[0])
-        figs.append(zs[1])
+    if zs:  # Figure 2 (right), after its left half ("Layers transferred")
+        sections.insert(3, zs[0])
+        figs = [*figs, zs[1]]
     doc = {
         "title": cfg.title, "scale": params.get("scale", "tiny"),
         "tables": {name: frame.to_dicts() for name, frame in results.items()},
@@ -206,7 +218,8 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
                      "bytes": len(f.png), "sha256": hashlib.sha256(f.png).hexdigest()}
                     for f in figs],
         "pretrain": pre.summary, "compute": compute.to_dicts(), "notes": notes,
-        "not_run": not_run,
+        "not_run": not_run, "glue_archive": glue_zip.summary(archive),
+        "layers_transferred": layers.rows,
         "tokenizer": bpe, "shards": shard, "ingest": parts, "provenance": prov,
         "zeroshot": zs[2] if zs else None,
         "jobs": [{"task": r["task"], "variant": r["variant"], "seed": r["seed"], "file": r["file"]}
@@ -215,6 +228,7 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
     with atomic_path(output, is_dir=True) as tmp:
         for fig in figs:
             (tmp / fig.file).write_bytes(fig.png)
+        glue_zip.write_archive(archive, tmp / glue_zip.ARCHIVE)
         write_text(tmp / "index.html", render.html_page(cfg.title, sections))
         write_text(tmp / "report.md", render.markdown(cfg.title, sections))
         write_json(tmp / "report.json", doc)

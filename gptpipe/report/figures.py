@@ -66,6 +66,21 @@ def lr_curve(curve: pl.DataFrame) -> bytes:
     return to_png(fig)
 
 
+def _chance_marks(ax, rows: pl.DataFrame, at: list, horizontal: bool) -> None:
+    """Red marks at each row's chance baseline (`report.chance`), where recorded."""
+    if "chance" not in rows.columns:
+        return
+    pairs = [(p, c) for p, c in zip(at, rows["chance"].to_list()) if c is not None]
+    if not pairs:
+        return
+    where, level = zip(*pairs)
+    marker = "|" if horizontal else "_"
+    xs, ys = (level, where) if horizontal else (where, level)
+    label = "chance" if not any(line.get_label() == "chance" for line in ax.lines) else None
+    ax.plot(xs, ys, marker, color="tab:red", linestyle="none", markersize=12,
+            markeredgewidth=2, label=label)
+
+
 def task_scores(table: pl.DataFrame) -> bytes:
     """Ours (mean, bars; sample std, whiskers) beside the paper's figure (black ticks), in
     percent, for every table row that ran; `table` is `tables.TABLE_SCHEMA` rows."""
@@ -79,6 +94,7 @@ def task_scores(table: pl.DataFrame) -> bytes:
             color="tab:blue", alpha=0.8, label="ours (mean ± std)", capsize=3)
     paper = ran.select("paper").with_row_index("y").filter(pl.col("paper").is_not_null())
     ax.plot(paper["paper"], paper["y"], "k|", markersize=14, markeredgewidth=2, label="paper")
+    _chance_marks(ax, ran, y, horizontal=True)
     ax.set_yticks(y, ran["label"].to_list())
     ax.invert_yaxis()
     ax.set_xlabel("score (%)")
@@ -106,6 +122,7 @@ def ablations(table5: pl.DataFrame) -> bytes:
         ax.bar(x, rows["mean"].to_list(), width, yerr=rows["std"].fill_null(float("nan")).to_list(),
                capsize=3, label=variant)
         ax.plot(x, rows["paper"].to_list(), "k_", markersize=12, markeredgewidth=2)
+        _chance_marks(ax, rows, x, horizontal=False)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("score (%)")
     ax.set_title("Ablations (black ticks: the paper)")

@@ -128,3 +128,43 @@ def compute(names: Sequence[str], y_true: ArrayLike, y_pred: ArrayLike,
 def as_percent(scores: Mapping[str, float]) -> dict[str, float]:
     """Scores as the paper prints them (x100, e.g. MCC 0.454 -> 45.4)."""
     return {k: 100.0 * v for k, v in scores.items()}
+
+
+# Metrics whose chance level is 0 by construction: a constant (or label-blind) prediction has
+# no correlation with the gold labels.
+_ZERO_AT_CHANCE = ("mcc", "pearson", "spearman")
+
+
+def majority(y_true: ArrayLike) -> int | float:
+    """The most frequent label (ties: the smallest), e.g. a multiple-choice task's most frequent
+    right answer position."""
+    values, counts = np.unique(np.asarray(y_true), return_counts=True)
+    return values[int(np.argmax(counts))].item()
+
+
+def chance(names: Sequence[str], y_true: ArrayLike,
+           groups: Sequence[str | None] | None = None) -> dict[str, float]:
+    """Each metric in `names` for a label-blind baseline on these gold labels: always the
+    majority class (accuracy, and F1: the F1 of always predicting that class; multiple choice:
+    the most frequent right answer position), and 0 for MCC and correlations.
+
+    The majority is taken on the labels scored (on each group for `"metric@group"`), so it is
+    the best constant prediction for that split: a score at or below it has learnt nothing.
+    """
+    a = np.asarray(y_true)
+    out = {}
+    for name in names:
+        base, _, group = name.partition("@")
+        if base in _ZERO_AT_CHANCE:
+            out[name] = 0.0
+            continue
+        subset = a
+        if group:
+            if groups is None or len(groups) != a.size:
+                raise ValueError(f"metric {name!r} needs one group per example")
+            subset = a[np.asarray([g == group for g in groups])]
+        if subset.size == 0:
+            raise GptpipeError(f"chance of {name!r}: no example to score")
+        constant = np.full(subset.shape, majority(subset), dtype=subset.dtype)
+        out[name] = compute([base], subset, constant)[base]
+    return out

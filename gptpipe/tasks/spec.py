@@ -16,7 +16,8 @@ from types import MappingProxyType
 from typing import Literal, Mapping
 
 # single: `<s> text <e>`; pair: `<s> premise $ hypothesis <e>`; similarity / regression: both
-# orders of `<s> A $ B <e>`, final states summed (regression: one real-valued output, STS-B);
+# orders of `<s> A $ B <e>`, final states summed (regression: STS-B's 0-5 score, its head as
+# `finetune.stsb_target` says);
 # multiple_choice: `<s> context question $ answer_k <e>` per choice, softmax over choices.
 Kind = Literal["single", "pair", "similarity", "regression", "multiple_choice"]
 KINDS: tuple[str, ...] = ("single", "pair", "similarity", "regression", "multiple_choice")

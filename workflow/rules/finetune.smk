@@ -15,7 +15,7 @@ FINETUNE_DATA = gw.finetune_data(CFG["finetune"], CFG["fetch"])
 
 wildcard_constraints:
     task="|".join(re.escape(t) for t, _, _ in FINETUNE_JOBS) or "^$",
-    variant="full|no_aux|no_pretrain",
+    variant="full|no_aux|no_pretrain|lstm|transfer-?[0-9]+",
     seed=r"\d+",
 
 
