@@ -24,6 +24,7 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
+from .declared import declared_sources
 from .errors import ConfigError
 from .io import read_yaml
 from .presets import PRESETS
@@ -125,6 +126,8 @@ class FetchConfig:
     parts are fetched, mirrored and ingested; its parts can be named in `fetch --only`.
     """
 
+    # Resolved params get gptpipe/fetch/sources.yaml's list (gptpipe/declared.py) unless they
+    # give their own; built directly, a config without sources declares none.
     sources: tuple[Source, ...] = ()
     # The preset chooses it (tiny, micro: sample; gpt1: enwiki-20200501). `sample` here, so that
     # fetch.sources alone says what a config without a preset fetches.
@@ -689,6 +692,8 @@ def resolve_section(
     # A knob listed as `null` is not set here: the preset's value (else the default) stands.
     # params.yaml lists every knob that way, so that DVC's `-S section.key=...` finds it.
     own = {key: value for key, value in own.items() if value is not None}
+    if section == "fetch" and "sources" not in own:  # not a knob: declared in the package
+        own = {"sources": declared_sources(), **own}
     data = merge(merge(PRESETS[scale].get(section, {}), own), overrides or {})
     return build(SECTIONS[section], data, f"{where}: {section}")
 

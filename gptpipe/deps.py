@@ -107,8 +107,15 @@ def closure(stage: str) -> list[str]:
     return sorted(seen)
 
 
+# Package data a stage reads as its input, not through the params: the declared sources
+# (gptpipe/declared.py), which fetch downloads and verifies. (The corpus files are the deps of
+# the `fetch_dump` jobs, which the workflow names itself.)
+STAGE_DATA: dict[str, tuple[str, ...]] = {"fetch": ("fetch/sources.yaml",)}
+
+
 def stage_code(stage: str) -> list[str]:
-    """`closure(stage)` as paths relative to the project (`gptpipe/ingest/wiki.py`): a rule's
-    inputs, a DVC stage's deps."""
+    """`closure(stage)` as paths relative to the project (`gptpipe/ingest/wiki.py`), then the
+    package data the stage reads (STAGE_DATA): a rule's inputs, a DVC stage's deps."""
     root = PACKAGE.parent
-    return [module_path(m).relative_to(root).as_posix() for m in closure(stage)]
+    return [*(module_path(m).relative_to(root).as_posix() for m in closure(stage)),
+            *((PACKAGE / rel).relative_to(root).as_posix() for rel in STAGE_DATA.get(stage, ()))]

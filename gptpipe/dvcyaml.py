@@ -150,15 +150,35 @@ def stages(params: Mapping[str, Any]) -> dict[str, dict]:
     }
 
 
+# `dvc metrics show/diff` and `exp show` read these (files inside the stages' outputs, so
+# declared at the top level): pre-training's final figures and one fine-tuning score per task
+# and variant (mean and spread over seeds, written by the report from its scores table).
+METRICS = ["results/pretrain/metrics.json", "results/report/scores.json"]
+# `dvc plots show/diff`: the pre-training curves (CSV tables the pretrain stage writes beside
+# metrics.jsonl, one per curve since validation is logged on fewer updates) and the scores.
+_TRAIN, _VAL = "results/pretrain/curves/train.csv", "results/pretrain/curves/val.csv"
+PLOTS = [
+    {"Pre-training loss (nats per token)": {
+        "x": "tokens", "y": {_TRAIN: "loss", _VAL: "val_loss"}, "x_label": "tokens seen",
+        "y_label": "loss"}},
+    {"Pre-training learning rate": {"x": "tokens", "y": {_TRAIN: "lr"},
+                                    "x_label": "tokens seen", "y_label": "lr"}},
+    {"Fine-tuning scores (percent, mean over seeds)": {
+        "template": "bar_horizontal", "x": "mean", "y": {"results/report/scores.csv": "job"},
+        "x_label": "score", "y_label": "task, variant"}},
+]
+
+
 def render(params: Mapping[str, Any]) -> str:
     """The text of dvc.yaml for `params`."""
-    body = yaml.safe_dump({"stages": stages(params)}, sort_keys=False, width=100_000,
-                          allow_unicode=True)
-    # a blank line between stages, as a person would write it
+    body = yaml.safe_dump({"stages": stages(params), "metrics": METRICS, "plots": PLOTS},
+                          sort_keys=False, width=100_000, allow_unicode=True)
+    # a blank line between stages and before `metrics` and `plots`, as a person would write it
     lines = body.splitlines()
     out = [lines[0]]
     for line in lines[1:]:
-        if line.startswith("  ") and not line.startswith("   ") and out[-1] != "stages:":
+        top = not line.startswith((" ", "-"))
+        if top or line.startswith("  ") and not line.startswith("   ") and out[-1] != "stages:":
             out.append("")
         out.append(line)
     return HEADER + "\n".join(out) + "\n"

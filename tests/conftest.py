@@ -105,13 +105,17 @@ def micro_smk(tmp_path_factory, mirror_env) -> Path:
 @pytest.fixture(scope="session")
 def micro_dvc(tmp_path_factory, mirror_env) -> Path:
     """A git + DVC project where `dvc repro` has run the micro DAG, lock committed (what
-    `dvc exp run` starts from)."""
-    from workflow_projects import DVC, project_copy, run
+    `dvc exp run` starts from). As README says, dvc.yaml is regenerated for the new `scale`
+    first; what `dvc repro` printed is kept in workflow_projects.DVC_REPRO_OUTPUT."""
+    import sys
+
+    from workflow_projects import DVC, DVC_REPRO_OUTPUT, project_copy, run
 
     proj = project_copy(tmp_path_factory.mktemp("micro-dvc"), scale="micro")
     git = ["git", "-c", "user.name=gptpipe tests", "-c", "user.email=tests@gptpipe.invalid"]
     run(["git", "init", "-q"], proj)
-    run([*DVC, "repro"], proj, env=mirror_env)
+    run([sys.executable, "-m", "gptpipe", "dvc-yaml"], proj)
+    DVC_REPRO_OUTPUT["micro_dvc"] = run([*DVC, "repro"], proj, env=mirror_env).stdout
     run(["git", "add", "-A"], proj)
     run([*git, "commit", "-q", "-m", "micro baseline"], proj)
     return proj

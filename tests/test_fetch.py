@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from gptpipe.config import FetchConfig, Source, build
+from gptpipe.declared import declared_sources
 from gptpipe.errors import ConfigError, GptpipeError
 from gptpipe.fetch.sources import (
     MARKER,
@@ -472,8 +473,7 @@ def _mrpc_sources(server: str, sample: Path, tmp: Path) -> dict[str, Source]:
     raw = ["\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String"]
     raw += ["1\t" + "\t".join(r.split("\t")[1:]) for r in rows]
     (www / "msr_paraphrase_test.txt").write_text("\r\n".join(raw) + "\r\n", encoding="utf-8")
-    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    declared = {s["name"]: s for s in params["fetch"]["sources"] if "mrpc" in s["name"]}
+    declared = {s["name"]: s for s in declared_sources() if "mrpc" in s["name"]}
     urls = {"glue-mrpc-msr-train": (f"{server}/mirror/glue/MRPC/msr_paraphrase_train.txt",
                                     sample / "glue/MRPC/msr_paraphrase_train.txt"),
             "glue-mrpc-msr-test": (f"{server}/{www.parent.name}/mrpc/msr_paraphrase_test.txt",

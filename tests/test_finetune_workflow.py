@@ -13,6 +13,7 @@ import yaml
 
 from gptpipe import workflow as gw
 from gptpipe.config import FinetuneConfig, Holdout, load_params, resolve_section, validate_params
+from gptpipe.declared import declared_sources
 from gptpipe.errors import ConfigError, GptpipeError
 from gptpipe.finetune.data import files_read, recipe
 from gptpipe.fetch import cli as fetch
@@ -54,7 +55,7 @@ def test_every_file_a_job_reads_is_in_the_mirror(scale, shared_data):
 
 
 def test_undeclared_task_data_fails_before_any_job():
-    sources = [s for s in PARAMS["fetch"]["sources"] if s["name"] != "race"]
+    sources = [s for s in declared_sources() if s["name"] != "race"]
     params = PARAMS | {"scale": "gpt1", "fetch": {"sources": sources}}
     cfg = validate_params(params)
     with pytest.raises(ConfigError, match="task RACE reads data/other/RACE/train, which no"):
@@ -76,7 +77,7 @@ def test_every_paper_task_is_declared_and_a_run_fetches_only_what_it_reads():
     outs = gw.fetch_outputs(tiny["fetch"], needed)
     assert "glue/MNLI" not in outs and "glue/CoLA" in outs
     # A source no job reads is not a fetch knob: declaring one reruns nothing.
-    more = PARAMS | {"fetch": {"sources": [*PARAMS["fetch"]["sources"], {
+    more = PARAMS | {"fetch": {"sources": [*declared_sources(), {
         "name": "extra", "role": "task", "kind": "file", "path": "other/x.tsv",
         "url": "https://example.org/x.tsv", "checksum": "sha256:" + "0" * 64}]}}
     assert gw.fetch_knobs(more, more) == gw.fetch_knobs(PARAMS, PARAMS)

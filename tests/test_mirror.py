@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gptpipe.config import load_params, resolve_section
+from gptpipe.config import resolve_section
+from gptpipe.declared import declared_sources
 from gptpipe.errors import GptpipeError
 from gptpipe.mirror import build
 from gptpipe.fetch import cli as fetch
@@ -84,8 +85,7 @@ def declared(internet, shared_data):
     for name, data in blobs.items():
         (www / name).write_bytes(data)
     shutil.copyfile(shared_data / "wikipedia" / DUMP, www / DUMP)
-    dump = next(s for s in load_params(REPO / "params.yaml")["fetch"]["sources"]
-                if s["role"] == "dump")
+    dump = next(s for s in declared_sources() if s["role"] == "dump")
     manual = b"id,story\n1,once\n"
     sources = [
         {**dump, "url": f"{base}/{DUMP}"},

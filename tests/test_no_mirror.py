@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from gptpipe.declared import declared_sources
 from workflow_projects import finetune_figures, job_counts, project_copy, snakemake
 
 pytestmark = pytest.mark.slow
@@ -59,7 +60,7 @@ def _publish(sample: Path, www: Path, port: int, params: dict) -> dict:
     """Put the sample under `www` as its sources' URLs serve them; returns params whose sources
     download from there (checksums of what is served where the sample differs)."""
     sources = []
-    for src in params["fetch"]["sources"]:
+    for src in declared_sources():
         src = dict(src)
         if src.get("kind") == "manual":  # handed out on request: nobody serves it
             sources.append(src)

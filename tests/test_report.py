@@ -439,7 +439,8 @@ def test_cli_exit_status_and_one_line_error(tmp_path, capsys):
     paths = build_run(tmp_path)
     assert stage.main(_argv(paths)) == 0
     assert {p.name for p in paths["output"].iterdir()} == {
-        "index.html", "report.md", "report.json", "glue-submission.zip",
+        "index.html", "report.md", "report.json", "glue-submission.zip", "scores.json",
+        "scores.csv",
         *(f"{n}.png" for n in stage.FIGURES)}
     capsys.readouterr()
     (paths["finetune"][2] / "metrics.json").unlink()

@@ -8,15 +8,20 @@ computed figures are equal (exactly: CPU, fixed thread counts), not timestamps, 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from gptpipe import workflow as gw
+from gptpipe.config import load_params, validate_params
+from gptpipe.dvcyaml import render
 from workflow_projects import (
-    DVC, clone, dvc_ran, finetune_figures, job_counts, planned, pretrain_figures, run,
-    snakemake,
+    DVC, DVC_REPRO_OUTPUT, clone, dvc_ran, finetune_figures, job_counts, planned,
+    pretrain_figures, run, snakemake,
 )
 
 pytestmark = pytest.mark.slow
@@ -109,16 +114,55 @@ def test_second_dvc_repro_has_nothing_to_do(micro_dvc, mirror_env):
     assert "Data and pipelines are up to date" in run([*DVC, "status"], micro_dvc).stdout
 
 
-def test_dvc_exp_run_with_a_finetune_knob_reruns_finetune_and_report(dvc, micro_dvc,
-                                                                     mirror_env):
+def test_dvc_repro_runs_the_micro_job_list_only(micro_dvc):
+    """With `scale: micro`, `gptpipe dvc-yaml` writes the micro DAG and `dvc repro` runs it:
+    micro's fine-tuning jobs, not the tiny demo's in the committed dvc.yaml."""
+    params = load_params(micro_dvc / "params.yaml")
+    assert params["scale"] == "micro"
+    assert (micro_dvc / "dvc.yaml").read_text() == render(params)
+    jobs = {f"finetune@{t}-{v}-{s}" for t, v, s in gw.finetune_jobs(
+        validate_params(params)["finetune"])}
+    assert jobs == {"finetune@" + j.replace("/seed", "-").replace("/", "-") for j in MICRO_JOBS}
+    ran = dvc_ran(DVC_REPRO_OUTPUT["micro_dvc"])
+    assert {s for s in ran if s.startswith("finetune@")} == jobs, ran
+    assert {s.split("@")[0] for s in ran} == EVERY_RULE, ran
+    # .dvc/config's cache.type: the outputs are hard-linked into the cache, not copied
+    assert (micro_dvc / "results/pretrain/model/model.safetensors").stat().st_nlink == 2
+
+
+def test_dvc_metrics_plots_and_exp_show_compare_a_finetune_knob(dvc, micro_dvc, mirror_env,
+                                                                 tmp_path):
+    """`dvc metrics show` lists val_loss and the fine-tuning scores, `dvc plots show` writes its
+    HTML, and `dvc exp run -S finetune.lm_weight=0.0` reruns fine-tuning and the report only
+    and shows up in `dvc exp show` with its val_loss, knob and scores (issue #15)."""
+    shown = json.loads(run([*DVC, "metrics", "show", "--json"], dvc).stdout)
+    metrics = next(iter(shown.values()))["data"]
+    pretrain = metrics["results/pretrain/metrics.json"]["data"]
+    assert {"val_loss", "val_bpb", "tokens_per_s"} <= set(pretrain)
+    scores = metrics["results/report/scores.json"]["data"]
+    assert set(scores) == {"SST-2", "RTE"} and set(scores["SST-2"]) == {"full", "no_pretrain"}
+    # one seed: `std` is null, which DVC leaves out
+    assert set(scores["RTE"]["full"]) == {"mean", "seeds", "metric", "split"}
+    run([*DVC, "plots", "show", "-o", str(tmp_path / "plots")], dvc)
+    html = (tmp_path / "plots/index.html").read_text()
+    assert "val_loss" in html and "SST-2 no_pretrain" in html and html.count("vegaEmbed") == 3
+
     before = pretrain_figures(dvc)
-    res = run([*DVC, "exp", "run", "-S", "finetune.lr=0.0001"], dvc, env=mirror_env)
+    res = run([*DVC, "exp", "run", "-S", "finetune.lm_weight=0.0"], dvc, env=mirror_env)
     ran = dvc_ran(res.stdout)
     assert ran and {s.split("@")[0] for s in ran} == {"finetune", "report"}, ran
     assert pretrain_figures(dvc) == before
-    lr = {json.loads(p.read_text())["train"]["lr"]
-          for p in (dvc / "results/finetune").glob("*/*/seed*/metrics.json")}
-    assert lr == {0.0001}
+    weights = {json.loads(p.read_text())["train"]["lm_weight"]
+               for p in (dvc / "results/finetune").glob("*/*/seed*/metrics.json")}
+    assert weights == {0.0}
+    rows = list(csv.DictReader(io.StringIO(run([*DVC, "exp", "show", "--csv"], dvc).stdout)))
+    assert {"val_loss", "finetune.lm_weight", "SST-2.full.mean"} <= set(rows[0]), list(rows[0])
+    exp = [r for r in rows if r["Experiment"] and r["finetune.lm_weight"] == "0.0"]
+    assert len(exp) == 1 and float(exp[0]["val_loss"]) == before["val_loss"], rows
+    diff = json.loads(run([*DVC, "metrics", "diff", "--all", "--json"], dvc).stdout)
+    assert "SST-2.full.mean" in diff["results/report/scores.json"], diff
+    run([*DVC, "plots", "diff", "-o", str(tmp_path / "diff")], dvc)
+    assert (tmp_path / "diff/index.html").is_file()
 
 
 def test_dvc_scale_switch_reaches_every_stage(dvc):

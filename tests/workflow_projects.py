@@ -24,6 +24,8 @@ DVC = [sys.executable, "-m", "dvc"]
 # How long the session's baseline runs took (conftest fixture name -> seconds), for figures that
 # compare a run with its baseline (the SLURM run's overhead).
 WALL_SECONDS: dict[str, float] = {}
+# What the session's baseline `dvc repro` printed (conftest fixture name -> stdout).
+DVC_REPRO_OUTPUT: dict[str, str] = {}
 CURVE_KEYS = ("step", "tokens", "loss", "val_loss", "val_bpb", "lr", "grad_norm")
 
 

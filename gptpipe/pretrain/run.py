@@ -27,6 +27,7 @@ from ..tblog import copy_events, open_log
 from . import data
 from . import distributed as dd
 from .checkpoint import Checkpoints, check_dir
+from .curves import write_curves
 from .deadline import NEVER, TimeLimitStop, from_slurm
 from .loop import Trainer, evaluate_lm, mean_mfu
 from .metrics import MetricsLog, Progress, peak_flops
@@ -198,6 +199,7 @@ def _write_output(paths: Paths, model: GPT, gpt: GPTConfig, trainer: Trainer, fi
         save_model_dir(model, gpt, paths.tokenizer, tmp / "model")
         shutil.copyfile(trainer.checkpoints.run_dir / "metrics.jsonl", tmp / "metrics.jsonl")
         copy_events(trainer.checkpoints.run_dir / EVENTS_DIR, tmp / EVENTS_DIR)
+        write_curves(tmp / "metrics.jsonl", tmp / "curves")  # for `dvc plots`
         write_json(tmp / "metrics.json", figures)
         write_json(tmp / "config.json", resolved)
         if snaps is not None and snaps.every > 0:

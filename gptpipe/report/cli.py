@@ -32,6 +32,7 @@ from ..config import (
     validate_params,
 )
 from . import chance, collect, figures, glue_zip, provenance, render, tables, transfer
+from . import scores as dvc_scores
 from . import zeroshot as zeroshot_report
 
 log = logging.getLogger(__name__)
@@ -232,6 +233,7 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
         write_text(tmp / "index.html", render.html_page(cfg.title, sections))
         write_text(tmp / "report.md", render.markdown(cfg.title, sections))
         write_json(tmp / "report.json", doc)
+        dvc_scores.write(tmp, runs, collect.scores_frame(runs))  # for `dvc metrics`, `plots`
     log.info("wrote %s: %d fine-tuning job(s), %d figure(s)", output, len(runs), len(figs))
     return doc
 
