@@ -275,8 +275,19 @@ class ModelConfig:
     attn_dropout: float = 0.1  # on the attention probabilities
     resid_dropout: float = 0.1  # on each sub-layer's output, before the residual sum
     layer_norm_eps: float = 1e-5
+    # The network: GPT-1's `transformer`, or Table 5's `lstm` baseline (gptpipe/lstm.py): one
+    # LSTM layer of `lstm_units` cells over the same d_model-wide tied token embedding, its
+    # output projected back to d_model; n_layer, n_head, d_ff, attn_dropout and layer_norm_eps
+    # then go unused. The pipeline's `pretrain_lstm` job sets it; leave it at transformer here.
+    arch: Literal["transformer", "lstm"] = "transformer"
+    lstm_units: int = 2_048  # LSTM cells: "a single layer 2048 unit LSTM" (paper §5, Table 5)
 
     def __post_init__(self) -> None:
+        if self.arch not in ("transformer", "lstm"):
+            raise ValueError(f"arch must be 'transformer' or 'lstm', got {self.arch!r}")
+        if self.arch == "lstm" and self.lstm_units < self.d_model:
+            raise ValueError(f"lstm_units {self.lstm_units} must be >= d_model {self.d_model} "
+                             "(the LSTM's output is projected down to d_model)")
         for name in ("n_layer", "n_head", "d_model", "d_ff"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -327,15 +338,38 @@ class PretrainConfig:
     # checkpoint and exits (status 75) for the rerun to resume; room for the updates up to the
     # next metric line and one checkpoint. 0: train on until SLURM kills the job at its limit.
     time_limit_margin: int = 600
+    # The LSTM branch's run (job `pretrain_lstm`, model.arch lstm): these replace `tokens` and
+    # `updates` (both, when either is set), `warmup_updates` and `lr`; None: the transformer's.
+    # The paper gives the LSTM's recipe nowhere, so at gpt1 it is the transformer's.
+    lstm_tokens: int | None = None
+    lstm_updates: int | None = None
+    lstm_warmup_updates: int | None = None
+    lstm_lr: float | None = None
+
     # Updates between weight-only snapshots (and one of the untrained model at update 0) for the
     # `zeroshot` stage; 0: none. Figure 2 (right) traces the zero-shot scores over the whole of
     # pre-training, and PAPER.md gives no ticks for its x axis: 200,000 of our ~3.36 M updates
     # give 17 evenly spaced points beside update 0, ~0.47 GB each at 117 M float32 weights.
     snapshot_every: int = 200_000
 
+    def for_lstm(self) -> "PretrainConfig":
+        """This recipe with the LSTM branch's run length, warm-up and learning rate."""
+        run: dict = {}
+        if self.lstm_tokens is not None or self.lstm_updates is not None:
+            run = {"tokens": self.lstm_tokens or 0, "updates": self.lstm_updates or 0}
+        if self.lstm_warmup_updates is not None:
+            run["warmup_updates"] = self.lstm_warmup_updates
+        if self.lstm_lr is not None:
+            run["lr"] = self.lstm_lr
+        return dataclasses.replace(self, **run)
+
     def __post_init__(self) -> None:
         if self.snapshot_every < 0:
             raise ValueError("snapshot_every must be >= 0 (0: no snapshots)")
+        if min(self.lstm_tokens or 0, self.lstm_updates or 0, self.lstm_warmup_updates or 0) < 0:
+            raise ValueError("lstm_tokens, lstm_updates and lstm_warmup_updates must be >= 0")
+        if self.lstm_lr is not None and self.lstm_lr <= 0:
+            raise ValueError("lstm_lr must be > 0")
         if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.eps <= 0:
             raise ValueError("lr > 0, eps > 0, weight_decay >= 0, grad_clip >= 0")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
@@ -352,7 +386,7 @@ class PretrainConfig:
             raise ValueError("time_limit_margin must be >= 0 (seconds; 0 turns it off)")
 
 
-VARIANTS = ("full", "no_aux", "no_pretrain")  # the paper's Table 5 rows we reproduce
+VARIANTS = ("full", "no_aux", "no_pretrain", "lstm")  # the paper's Table 5 rows we reproduce
 
 
 @dataclass(frozen=True)
@@ -422,11 +456,12 @@ class FinetuneConfig:
     weight_decay: float = 0.01  # decoupled (AdamW), on matrices only, as in pre-training
     max_len: int = 512  # tokens per input sequence, special tokens included (<= model context)
     tasks: tuple[str, ...] = _PAPER_TASKS
-    variants: tuple[Literal["full", "no_aux", "no_pretrain"], ...] = ("full",)
+    variants: tuple[Literal["full", "no_aux", "no_pretrain", "lstm"], ...] = ("full",)
     ablation_tasks: tuple[str, ...] = ("CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI",
                                        "RTE")  # Table 5's columns
-    ablation_variants: tuple[Literal["full", "no_aux", "no_pretrain"], ...] = (
-        "no_aux", "no_pretrain")
+    # `lstm`: the `full` recipe on the LSTM branch's model (job `pretrain_lstm`), Table 5's row.
+    ablation_variants: tuple[Literal["full", "no_aux", "no_pretrain", "lstm"], ...] = (
+        "no_aux", "no_pretrain", "lstm")
     seeds: tuple[int, ...] = (0, 1, 2)  # small tasks vary a lot between seeds (report spread)
     max_train_examples: int = 0  # cap per task (a fixed hash-chosen subset); 0 = all
     max_eval_examples: int = 0  # cap per scored or predicted split; 0 = all

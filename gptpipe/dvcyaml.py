@@ -72,6 +72,20 @@ def _fetch_dump(fetch: Any) -> dict[str, dict]:
     }}}
 
 
+def _pretrain_lstm(ft: Any) -> dict[str, dict]:
+    """`pretrain_lstm`: Table 5's LSTM branch, when a fine-tuning job has variant `lstm`."""
+    if not gw.lstm_branch(ft):
+        return {}
+    return {"pretrain_lstm": {
+        "cmd": ("python -m gptpipe pretrain --arch lstm --params params.yaml --shards results/shard"
+                " --tokenizer results/bpe/tokenizer.json"
+                " --checkpoints results/checkpoints/pretrain_lstm --output " + gw.PRETRAIN_LSTM),
+        "deps": ["results/shard", "results/bpe", *stage_code("pretrain")],
+        "params": _params("pretrain"),
+        "outs": [gw.PRETRAIN_LSTM],
+    }}
+
+
 def stages(params: Mapping[str, Any]) -> dict[str, dict]:
     """dvc.yaml's `stages` for `params` (a params.yaml's contents), in DAG order."""
     cfg = gw.validate(params, params)
@@ -114,16 +128,19 @@ def stages(params: Mapping[str, Any]) -> dict[str, dict]:
             "params": _params("pretrain"),
             "outs": ["results/pretrain"],
         },
+        **_pretrain_lstm(ft),
         # `foreach` over named jobs, not `matrix`: the ablation variants run on a few tasks
-        # only. Every job depends on all the task data the jobs read, as under Snakemake.
+        # only. Every job depends on all the task data the jobs read, as under Snakemake, and
+        # on the pre-training its variant starts from (`lstm`: the LSTM branch's).
         "finetune": {
-            "foreach": {f"{t}-{v}-{s}": {"task": t, "variant": v, "seed": s} for t, v, s in jobs},
+            "foreach": {f"{t}-{v}-{s}": {"task": t, "variant": v, "seed": s,
+                                         "model": gw.pretrain_dir(v)} for t, v, s in jobs},
             "do": {
                 "cmd": ("python -m gptpipe finetune --params params.yaml --task ${item.task}"
-                        " --variant ${item.variant} --seed ${item.seed} --model results/pretrain"
+                        " --variant ${item.variant} --seed ${item.seed} --model ${item.model}"
                         " --data data --output "
                         + gw.finetune_dir("${item.task}", "${item.variant}", "${item.seed}")),
-                "deps": ["results/pretrain", *gw.finetune_data(ft, fetch),
+                "deps": ["${item.model}", *gw.finetune_data(ft, fetch),
                          *stage_code("finetune")],
                 "params": _params("finetune"),
                 "outs": [gw.finetune_dir("${item.task}", "${item.variant}", "${item.seed}")],

@@ -280,6 +280,9 @@ def export_hf(model_dir: str | Path, hf_dir: str | Path) -> dict:
     """Write an `OpenAIGPTLMHeadModel` folder (weights, config, tokenizer files) atomically."""
     model_dir = model_folder(Path(model_dir))  # a model folder or a `pretrain` output
     model, cfg = load_model_dir(model_dir)
+    if cfg.arch != "transformer":
+        raise GptpipeError(f"{model_dir / 'model.json'}: arch {cfg.arch!r}: Hugging Face's "
+                           "OpenAIGPTLMHeadModel holds GPT-1's transformer only")
     tok, ids = load_tokenizer(model_dir / TOKENIZER)
     if ids.vocab_size != cfg.vocab_size:
         raise GptpipeError(f"{model_dir / TOKENIZER}: {ids.vocab_size} tokens, but the model has "

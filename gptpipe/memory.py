@@ -67,6 +67,11 @@ def activation_bytes(cfg: GPTConfig, seqs: int, seq_len: int, e: int,
                      attention_matrices: bool = True) -> int:
     """What autograd keeps of `seqs` sequences of `seq_len` tokens through every block."""
     d, f, h, T = cfg.d_model, cfg.d_ff, cfg.n_head, seq_len
+    if cfg.arch == "lstm":
+        # Table 5's LSTM (gptpipe/lstm.py), one layer, per token: its input and projected
+        # output (2 d), the four gates, the cell, its tanh and the unprojected output (7 H), and
+        # two 1-byte dropout masks (d each). A rougher count than the transformer's.
+        return seqs * T * ((2 * d + 7 * cfg.lstm_units) * e + 2 * d)
     per_token = (7 * d + 2 * f) * e + 2 * d * 4 + 2 * d
     if attention_matrices:
         per_token += h * T * (9 + _cast(e))

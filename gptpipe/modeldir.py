@@ -3,7 +3,7 @@
     MODEL_DIR/
       model.safetensors   the GPT state dict (the tied output head is the token embedding, so it
                           is stored once, as `wte.weight`); float tensors, no pickle
-      model.json          the GPTConfig, field by field
+      model.json          the GPTConfig, field by field (`arch`: transformer or lstm)
       tokenizer.json      the tokenizer, special tokens at ids V..V+4 (gptpipe/vocab.py)
 
 The folder is written atomically: it appears complete or not at all.
@@ -23,6 +23,7 @@ from . import vocab
 from .atomic import atomic_path
 from .errors import GptpipeError
 from .io import read_json
+from .lstm import LSTMLM, language_model
 from .model import GPT, GPTConfig
 
 WEIGHTS = "model.safetensors"
@@ -31,13 +32,14 @@ TOKENIZER = "tokenizer.json"
 FILES = (WEIGHTS, CONFIG, TOKENIZER)
 
 
-def unwrap(model: torch.nn.Module) -> GPT:
-    """The plain GPT inside a `torch.compile` and/or DDP wrapper (their state-dict keys differ)."""
+def unwrap(model: torch.nn.Module) -> GPT | LSTMLM:
+    """The plain network inside a `torch.compile` and/or DDP wrapper (their state-dict keys
+    differ)."""
     for _ in range(3):
         model = getattr(model, "_orig_mod", model)
         model = getattr(model, "module", model)
-    if not isinstance(model, GPT):
-        raise TypeError(f"expected a GPT model, got {type(model).__name__}")
+    if not isinstance(model, (GPT, LSTMLM)):
+        raise TypeError(f"expected a GPT or LSTMLM model, got {type(model).__name__}")
     return model
 
 
@@ -82,7 +84,7 @@ def model_folder(path: Path) -> Path:
                        "with one in model/")
 
 
-def load_model_dir(model_dir: str | Path) -> tuple[GPT, GPTConfig]:
+def load_model_dir(model_dir: str | Path) -> tuple[GPT | LSTMLM, GPTConfig]:
     """The model (float32, CPU, eval mode) and its config from a folder `save_model_dir` wrote.
 
     Raises GptpipeError naming the file for a missing file, a bad `model.json`, a truncated or
@@ -93,10 +95,12 @@ def load_model_dir(model_dir: str | Path) -> tuple[GPT, GPTConfig]:
     return build_model(cfg, read_weights(d / WEIGHTS), d / WEIGHTS), cfg
 
 
-def build_model(cfg: GPTConfig, tensors: dict[str, torch.Tensor], where: Path) -> GPT:
-    """A float32 GPT in eval mode holding `tensors`, checked against `cfg` (errors name `where`)."""
+def build_model(cfg: GPTConfig, tensors: dict[str, torch.Tensor], where: Path
+                ) -> GPT | LSTMLM:
+    """A float32 network (`cfg.arch`) in eval mode holding `tensors`, checked against `cfg`
+    (errors name `where`)."""
     with torch.device("meta"):  # no point drawing random weights that get replaced
-        model = GPT(cfg)
+        model = language_model(cfg)
     check_state_dict(tensors, model.state_dict(), where, cfg)
     model.load_state_dict({k: v.float().contiguous() for k, v in tensors.items()}, assign=True)
     return model.eval()
@@ -114,6 +118,10 @@ def config_from_dict(data: dict, where: str) -> GPTConfig:
     if unknown:
         raise GptpipeError(f"{where}: {unknown[0]}: unknown key (known: {', '.join(known)})")
     for name, value in data.items():
+        if known[name].type.startswith("Literal"):  # `arch`: its values are checked below
+            if not isinstance(value, str):
+                raise GptpipeError(f"{where}: {name}: expected a string, got {value!r}")
+            continue
         want = float if known[name].type == "float" else int  # annotations are strings here
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (
             want is int and not isinstance(value, int)
@@ -142,7 +150,8 @@ def check_state_dict(
     cfg: GPTConfig,
 ) -> None:
     """Same names and shapes as the model `cfg` describes, else a GptpipeError naming the key."""
-    shape = f"{cfg.n_layer} layers, d_model {cfg.d_model}, vocab {cfg.vocab_size}"
+    shape = (f"LSTM of {cfg.lstm_units} units" if cfg.arch == "lstm" else
+             f"{cfg.n_layer} layers") + f", d_model {cfg.d_model}, vocab {cfg.vocab_size}"
     missing = [k for k in expected if k not in tensors]
     if missing:
         raise GptpipeError(f"{where}: missing tensor {missing[0]} (the config says {shape})")

@@ -37,7 +37,7 @@ from .memory import GIB, step_memory
 from .model import N_SPECIAL, GPTConfig
 from .pretrain.metrics import peak_flops
 from .pretrain.schedule import RunShape, run_shape
-from .workflow import finetune_jobs
+from .workflow import finetune_jobs, lstm_branch
 
 # Bytes per parameter held while training: fp32 weights, AdamW's two fp32 moments. Checkpoints
 # store exactly these (plus small RNG and data-position state).
@@ -82,10 +82,10 @@ def model_shape(cfg: Mapping[str, Any]) -> GPTConfig:
 def _count(shape: GPTConfig) -> tuple[int, int]:
     import torch
 
-    from .model import GPT
+    from .lstm import language_model
 
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-        model = GPT(shape)
+        model = language_model(shape)
     return model.num_params(), model.flops_per_token()
 
 
@@ -134,6 +134,8 @@ def estimate(cfg: Mapping[str, Any], throughput: Throughput = Throughput(),
         "model_bytes": params * 4, "finetune_jobs": sum(t["jobs"] for t in ft),
         "finetune_gpu_hours": sum(t["gpu_hours"] for t in ft), "finetune": ft,
     }
+    if lstm_branch(cfg["finetune"]):
+        out["lstm"] = lstm_estimate(cfg, shape, throughput)
     if cfg["fetch"].corpus == datacost.ENWIKI_20200501.name:
         out["data_half"] = datacost.data_half(bpe_max_chars=cfg["bpe"].max_chars)
         if not corpus_tokens:  # the data half's estimate stands in until `shard` has run
@@ -148,6 +150,23 @@ def estimate(cfg: Mapping[str, Any], throughput: Throughput = Throughput(),
         out.update(corpus_tokens=corpus_tokens, epochs=tokens / corpus_tokens, shards=shards,
                    shard_bytes=samples * member + shards * TAR_END_BYTES)
     return out
+
+
+def lstm_estimate(cfg: Mapping[str, Any], shape: GPTConfig, throughput: Throughput) -> dict:
+    """Table 5's LSTM branch (job `pretrain_lstm`, variant `lstm`): its network, its own
+    pre-training budget (`pretrain.lstm_*`) on one GPU, and its fine-tuning jobs."""
+    lstm = dataclasses.replace(shape, arch="lstm")
+    params, flops_per_token = _count(lstm)
+    pre = cfg["pretrain"].for_lstm()
+    tokens = run_shape(tokens=pre.tokens, updates=pre.updates, batch_tokens=pre.batch_tokens,
+                       slots=pre.slots, micro_batch=pre.micro_batch, context=shape.context,
+                       world_size=1).total_tokens
+    rate, _ = throughput.per_gpu(flops_per_token)
+    ft = finetune_plan(cfg, lstm, params, flops_per_token, rate * flops_per_token)
+    return {"units": lstm.lstm_units, "parameters": params, "flops_per_token": flops_per_token,
+            "pretrain_tokens": tokens, "pretrain_flops": flops_per_token * tokens,
+            "gpu_hours": tokens / rate / 3600, "finetune_jobs": sum(t["jobs"] for t in ft),
+            "finetune_gpu_hours": sum(t["gpu_hours"] for t in ft)}
 
 
 # --------------------------------------------------------------------------- fine-tuning
@@ -172,8 +191,9 @@ def finetune_plan(cfg: Mapping[str, Any], shape: GPTConfig, params: int, flops_p
     FLOP/s pre-training is planned at; the dev/test predictions add a few percent)."""
     ft = cfg["finetune"]
     jobs: dict[str, int] = {}
-    for task, _, _ in finetune_jobs(ft):
-        jobs[task] = jobs.get(task, 0) + 1
+    for task, variant, _ in finetune_jobs(ft):
+        if (variant == "lstm") == (shape.arch == "lstm"):  # each job costed on its own network
+            jobs[task] = jobs.get(task, 0) + 1
     rows = []
     for task, n_jobs in jobs.items():
         spec, rec = tasks.get(task), recipe(ft, task, "full")
@@ -182,8 +202,10 @@ def finetune_plan(cfg: Mapping[str, Any], shape: GPTConfig, params: int, flops_p
         memory, flash = (step_memory(shape, params, per_pass * seqs, rec.max_len, ft.precision,
                                      attention_matrices=plain) for plain in (True, False))
         length = min(TOKENS_PER_SEQUENCE.get(task, rec.max_len), rec.max_len)
-        # FLOPs per token at this length: the attention term scales with the sequence.
-        flops = flops_per_token - 12 * shape.n_layer * shape.d_model * (shape.context - length)
+        # FLOPs per token at this length: the attention term scales with the sequence (an
+        # LSTM's cost per token does not depend on the length).
+        flops = flops_per_token - (shape.arch == "transformer") * 12 * shape.n_layer \
+            * shape.d_model * (shape.context - length)
         examples = train_examples(spec, ft, rec.max_train_examples)
         hours = rec.epochs * examples * seqs * length * flops / flops_per_s / 3600
         rows.append({"task": task, "seqs_per_example": seqs, "max_len": rec.max_len,
@@ -258,6 +280,14 @@ def render(figures: Mapping[str, Any], scale: str) -> str:
             f"{t['train_examples']:,} examples x "
             f"{t['epochs']} epochs x {t['seqs_per_example']} x ~{t['tokens_per_seq']} tokens: "
             f"{_gpu_time(t['gpu_hours_per_job'])} x {_n(t['jobs'], 'job')}")))
+    if "lstm" in f:
+        m = f["lstm"]
+        rows.append(("LSTM branch", (
+            f"{m['units']:,} units, {m['parameters']:,} parameters, "
+            f"{m['flops_per_token'] / 1e9:,.2f} GFLOP per token; {m['pretrain_tokens']:,} "
+            f"tokens (pretrain.lstm_*): {_hours(m['gpu_hours'])} GPU-h at the rate above; "
+            f"{m['finetune_jobs']} fine-tuning jobs (variant lstm): "
+            f"{_gpu_time(m['finetune_gpu_hours'])}")))
     if "corpus_tokens" in f:
         rows.append(("shards", (f"{f['shards']:,} shards, {_size(f['shard_bytes'])} for "
                                 f"{f['corpus_tokens']:,} corpus tokens ({f['epochs']:.1f} "

@@ -103,6 +103,9 @@ def check_transfer(cfg: Mapping) -> None:
 # from (`fetch.dump_base_url`) does not change the verified bytes, so it must not rerun 18 GB.
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {"pretrain": ("model", "pretrain"),
                                               "fetch_dump": ()}
+# Jobs that run another stage's code, with its sections: Table 5's LSTM branch pre-trains.
+JOB_STAGE = {"pretrain_lstm": "pretrain"}
+STAGE_SECTIONS["pretrain_lstm"] = STAGE_SECTIONS["pretrain"]
 
 
 def stage_sections(stage: str) -> tuple[str, ...]:
@@ -259,6 +262,20 @@ def finetune_jobs(cfg: Any) -> list[tuple[str, str, int]]:
 def finetune_dir(task: str, variant: str, seed: int | str) -> str:
     """Output folder of one job (relative to the project)."""
     return f"results/finetune/{task}/{variant}/seed{seed}"
+
+
+PRETRAIN_LSTM = "results/pretrain_lstm"  # the LSTM branch's pre-training (job pretrain_lstm)
+
+
+def pretrain_dir(variant: str) -> str:
+    """The pre-training output a fine-tuning variant starts from: `lstm` (Table 5's LSTM row)
+    has its own branch of the DAG, every other variant the transformer's."""
+    return PRETRAIN_LSTM if variant == "lstm" else "results/pretrain"
+
+
+def lstm_branch(cfg: Any) -> bool:
+    """Whether a FinetuneConfig's jobs need the LSTM branch (`pretrain_lstm`)."""
+    return any(v == "lstm" for _, v, _ in finetune_jobs(cfg))
 
 
 def _provides(source: Any, rel: str) -> bool:

@@ -37,9 +37,9 @@ def test_defaults_are_the_papers_recipe():
 
 def test_tiny_jobs_are_every_sample_task_plus_two_ablated():
     jobs = gw.finetune_jobs(_cfg("tiny")["finetune"])
-    assert len(jobs) == 17 and len(set(jobs)) == 17
+    assert len(jobs) == 19 and len(set(jobs)) == 19  # + 2 x lstm (Table 5's LSTM row)
     assert {t for t, v, _ in jobs if v != "full"} == {"SST-2", "CoLA"}
-    assert {v for _, v, _ in jobs} == {"full", "no_aux", "no_pretrain", "transfer0",
+    assert {v for _, v, _ in jobs} == {"full", "no_aux", "no_pretrain", "lstm", "transfer0",
                                        "transfer2", "transfer4"}  # Figure 2 on SST-2
     micro = gw.finetune_jobs(_cfg("micro")["finetune"])
     assert micro == [("SST-2", "full", 0), ("RTE", "full", 0), ("SST-2", "no_pretrain", 0)]
@@ -151,7 +151,7 @@ def test_tiny_leaves_out_a_task_whose_manual_source_is_missing(tmp_path, shared_
     assert gw.missing_manual(ft, sources, mirror=None, data_dir=tmp_path) == {}
     kept = gw.without_tasks(ft, left_out)
     jobs = gw.finetune_jobs(kept)
-    assert len(jobs) == 16 and "StoryCloze" not in {t for t, _, _ in jobs}
+    assert len(jobs) == 18 and "StoryCloze" not in {t for t, _, _ in jobs}
     needed = set(gw.needed_sources(kept, sources))
     assert "storycloze-val" not in needed and "glue-mrpc-train-tsv" in needed
     assert gw.skip_flags(left_out) == "--skipped storycloze-val storycloze-test"

@@ -138,8 +138,8 @@ def test_no_mirror_tiny_plans_the_mirrors_jobs_less_the_manual_tasks(shared_data
     jobs = _finetune_jobs(without.stdout)
     assert jobs == {j for j in _finetune_jobs(with_mirror.stdout)
                     if not j.startswith("StoryCloze/")}
-    assert "MRPC/full/seed0" in jobs and len(jobs) == 16  # 3 of them SST-2/transfer<k>
+    assert "MRPC/full/seed0" in jobs and len(jobs) == 18  # 3 SST-2/transfer<k>, 2 */lstm
     assert "StoryCloze: not run: source needs a manual download" in without.stderr
     counts = job_counts(with_mirror.stdout + with_mirror.stderr)
-    assert job_counts(without.stdout + without.stderr) == {**counts, "finetune": 16}
-    assert counts["finetune"] == 17
+    assert job_counts(without.stdout + without.stderr) == {**counts, "finetune": 18}
+    assert counts["finetune"] == 19 and counts["pretrain_lstm"] == 1

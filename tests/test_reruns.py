@@ -98,7 +98,7 @@ def test_scale_reaches_every_stage_from_the_command_line(micro_smk, mirror_env):
     and corpus (its 59 dump parts: a fetch_dump and an ingest job each)."""
     res = snakemake(micro_smk, "all", "-n", "-p", config=("scale=gpt1",), env=mirror_env)
     plan = job_counts(res.stdout)
-    assert set(plan) == EVERY_RULE | {"fetch_dump"} and plan["finetune"] > 14
+    assert set(plan) == EVERY_RULE | {"fetch_dump", "pretrain_lstm"} and plan["finetune"] > 14
     assert plan["fetch_dump"] == plan["ingest"] == 59
     commands = [c for c in res.stdout.splitlines() if " -m gptpipe " in c]
     assert commands and all("--scale gpt1" in c for c in commands), commands

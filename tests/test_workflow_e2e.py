@@ -64,8 +64,9 @@ def test_snakemake_pretrains_below_the_unigram_baseline(smk_project):
 
 
 def test_snakemake_finetunes_every_sample_task(smk_project, shared_data):
-    """The rest of the default target: every task of the sample in `full`, and the two
-    ablation variants on SST-2 and CoLA, one job each (the tiny preset's list)."""
+    """The rest of the default target: every task of the sample in `full`, the ablation
+    variants (LSTM included) on SST-2 and CoLA, and SST-2 with 0, 2 and 4 blocks transferred,
+    one job each (the tiny preset's list)."""
     snakemake(smk_project, "all", config=(f"mirror={shared_data}",))
     runs = {}
     for path in (smk_project / "results/finetune").glob("*/*/seed*/metrics.json"):
@@ -79,8 +80,15 @@ def test_snakemake_finetunes_every_sample_task(smk_project, shared_data):
     tasks = {"CoLA", "SST-2", "MRPC", "STS-B", "QQP", "QNLI", "RTE", "WNLI", "SNLI", "StoryCloze"}
     assert {t for t, v in runs if v == "full"} == tasks
     assert {k for k in runs if k[1] != "full"} == {
-        (t, v) for t in ("SST-2", "CoLA") for v in ("no_aux", "no_pretrain")}
+        (t, v) for t in ("SST-2", "CoLA") for v in ("no_aux", "no_pretrain", "lstm")} | {
+        ("SST-2", f"transfer{k}") for k in (0, 2, 4)}  # Figure 2 (left)
     assert not runs["SST-2", "no_pretrain"]["model"]["pretrained"]
+    # Table 5's LSTM row: the full recipe on the LSTM branch's own pre-training.
+    lstm = runs["CoLA", "lstm"]
+    assert lstm["model"]["config"]["arch"] == "lstm" and lstm["recipe"]["lm_weight"] == 0.5
+    assert lstm["model"]["folder"] == "results/pretrain_lstm/model"
+    pre = json.loads((smk_project / "results/pretrain_lstm/metrics.json").read_text())
+    assert pre["val_loss"] < pre["unigram_val_loss"]
     assert runs["SST-2", "no_aux"]["recipe"]["lm_weight"] == 0
     # WNLI's whole test split fits the tiny caps: a complete GLUE submission file.
     wnli = smk_project / "results/finetune/WNLI/full/seed0/WNLI.tsv"

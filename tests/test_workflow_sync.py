@@ -12,7 +12,7 @@ import pytest
 from gptpipe.config import SECTIONS
 from gptpipe.deps import stage_code
 from gptpipe.errors import ConfigError
-from gptpipe.workflow import pretrain_launcher, stage_sections
+from gptpipe.workflow import JOB_STAGE, pretrain_launcher, stage_sections
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -76,7 +76,7 @@ def both():
 def test_same_stages(both):
     smk, dvc = both
     assert sorted(smk) == sorted(dvc)
-    assert {name.split("@")[0] for name in dvc} <= set(SECTIONS)
+    assert {JOB_STAGE.get(n, n) for n in (name.split("@")[0] for name in dvc)} <= set(SECTIONS)
 
 
 @pytest.mark.parametrize("field", ["cmd", "deps", "outs"])
@@ -90,7 +90,8 @@ def test_each_stage_code_is_its_import_closure_in_both_tools(both):
     """closure = rule inputs = DVC deps, for every job of every stage."""
     smk, dvc = both
     for name in smk:
-        want = set(stage_code(name.split("@")[0]))
+        job = name.split("@")[0]
+        want = set(stage_code(JOB_STAGE.get(job, job)))
         assert {d for d in smk[name]["deps"] if d.startswith("gptpipe/")} == want, name
         assert {d for d in dvc[name]["deps"] if d.startswith("gptpipe/")} == want, name
 
@@ -102,7 +103,8 @@ def test_each_dvc_stage_tracks_only_its_own_section(both):
         assert stage["params"] == {"scale", *stage_sections(name.split("@")[0])}, name
 
 
-@pytest.mark.parametrize("rules", ["data.smk", "train.smk", "finetune.smk", "report.smk"])
+@pytest.mark.parametrize("rules", ["data.smk", "train.smk", "lstm.smk", "finetune.smk",
+                                   "report.smk"])
 def test_each_rule_reruns_on_its_own_section_only(rules):
     text = (REPO / "workflow/rules" / rules).read_text()
     blocks = [b for b in re.split(r"\n(?=rule )", text) if re.match(r"rule (\w+):", b)]

@@ -4,6 +4,7 @@
 `model/` or an `import-hf` output) or a `pretrain` output folder holding one in `model/`. The
 tokenizer must carry the task special tokens and exactly the model's vocabulary; variant
 `no_pretrain` keeps the tokenizer and the shape but draws fresh N(0, 0.02) weights.
+`model.json`'s `arch` says which network (GPT-1 or Table 5's LSTM, gptpipe/lstm.py) to build.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from tokenizers import Tokenizer
 
 from .. import vocab
 from ..errors import GptpipeError
+from ..lstm import LSTMLM, language_model
 from ..model import GPT, INIT_STD, GPTConfig
 from ..modeldir import (
     CONFIG,
@@ -61,12 +63,14 @@ def open_body(path: Path, max_len: int) -> Body:
     return Body(folder, tok, ids, cfg)
 
 
-def build_gpt(body: Body, pretrained: bool, seed: int, transfer: int | None = None) -> GPT:
-    """The pre-trained network, or (`pretrained=False`) the same shape freshly initialised
-    from `seed`, the weights file then not read at all. Weight names and shapes are checked
-    against `model.json` (errors name the file). `transfer` k: only the embeddings and the
-    first k blocks are pre-trained, the rest as freshly initialised (`finetune.transfer`)."""
-    gpt = GPT(body.cfg, generator=torch.Generator().manual_seed(seed))
+def build_gpt(body: Body, pretrained: bool, seed: int, transfer: int | None = None
+              ) -> GPT | LSTMLM:
+    """The pre-trained network (`model.json`'s arch), or (`pretrained=False`) the same shape
+    freshly initialised from `seed`, the weights file then not read at all. Weight names and
+    shapes are checked against `model.json` (errors name the file). `transfer` k: only the
+    embeddings and the first k blocks are pre-trained, the rest as freshly initialised
+    (`finetune.transfer`)."""
+    gpt = language_model(body.cfg, generator=torch.Generator().manual_seed(seed))
     if transfer is not None:
         check_layers(transfer, body.cfg.n_layer, str(body.folder / CONFIG))
     if pretrained:

@@ -87,6 +87,11 @@ def run(cfg: FinetuneConfig, job: Job, model_dir: Path, data_dir: Path, output: 
     spec = _spec(job.task)
     rec = recipe(cfg, spec.name, job.variant)
     body = open_body(model_dir, rec.max_len)
+    if (job.variant == "lstm") != (body.cfg.arch == "lstm"):
+        # The results folder is named by the variant: keep Table 5's rows what they say.
+        raise GptpipeError(f"{body.folder / 'model.json'}: a model of arch {body.cfg.arch!r}; "
+                           "variant lstm takes the LSTM branch's model (results/pretrain_lstm) "
+                           "and only it")
     data = load_task(cfg, spec.name, rec, data_dir)
     extra, extra_notes = companions.load_companions(cfg, spec, rec, data_dir)
     data.notes.extend(extra_notes)  # e.g. AX (MNLI's companion) absent or capped

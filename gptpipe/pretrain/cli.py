@@ -4,6 +4,10 @@
         --tokenizer results/bpe/tokenizer.json --checkpoints results/checkpoints/pretrain \\
         --output results/pretrain
 
+With `--arch lstm` it trains Table 5's single-layer LSTM (gptpipe/lstm.py) instead, for the
+run length and rate `pretrain.lstm_tokens`/`lstm_updates`/`lstm_warmup_updates`/`lstm_lr` (job
+`pretrain_lstm`).
+
 Writes OUTPUT/model/ (model.safetensors, model.json, tokenizer.json), metrics.jsonl (one record
 per logged update), metrics.json (final figures) and config.json (the resolved config). With
 more than one GPU visible (or $GPTPIPE_NPROC > 1) it re-executes itself under
@@ -48,9 +52,12 @@ def load_configs(args: argparse.Namespace) -> tuple[ModelConfig, PretrainConfig]
     sets = parse_set(args.set)
     over = {s: sets.pop(s) for s in SECTIONS if isinstance(sets.get(s), dict)}
     over["pretrain"] = {**over.get("pretrain", {}), **sets}
-    return tuple(  # type: ignore[return-value]
-        resolve_section(params, s, over.get(s), where=str(args.params)) for s in SECTIONS
-    )
+    if getattr(args, "arch", None):  # callers may build the Namespace without it
+        over["model"] = {**over.get("model", {}), "arch": args.arch}
+    model_cfg, cfg = (resolve_section(params, s, over.get(s), where=str(args.params))
+                      for s in SECTIONS)
+    # The LSTM branch trains for its own budget (pretrain.lstm_*), whichever way arch was set.
+    return model_cfg, cfg.for_lstm() if model_cfg.arch == "lstm" else cfg
 
 
 def _relaunch_if_wanted(argv: list[str], cfg: PretrainConfig) -> None:
@@ -77,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="checkpoint folder, kept across reruns (not an output)")
     parser.add_argument("--output", required=True, type=Path, metavar="DIR",
                         help="folder to write the model and metrics into")
+    parser.add_argument("--arch", choices=("transformer", "lstm"),
+                        help="set model.arch: `lstm` is Table 5's LSTM branch (job "
+                             "pretrain_lstm), trained for pretrain.lstm_* instead")
 
     def body(args: argparse.Namespace) -> None:
         model_cfg, cfg = load_configs(args)

@@ -19,9 +19,9 @@ import polars as pl
 from .. import tasks
 
 GLUE_SERVER = "test (GLUE server)"
-VARIANT_ORDER = ("full", "no_pretrain", "no_aux")  # Table 5's row order
+VARIANT_ORDER = ("full", "no_pretrain", "no_aux", "lstm")  # Table 5's row order
 # Numbers the task registry does not hold (it keeps each task's full-model figures of Tables
-# 2-4). Table 5 of the paper, transformer rows; its MNLI column is one number (the mean of
+# 2-4). Table 5 of the paper, "LSTM w/ aux LM" last; its MNLI column is one number (the mean of
 # matched and mismatched, 81.8 for the full model) and `avg` the unweighted mean of the eight
 # columns. The full row repeats Tables 2-4 (tests check that it agrees with the registry).
 PAPER_TABLE5: dict[str, dict[str, float]] = {
@@ -31,6 +31,8 @@ PAPER_TABLE5: dict[str, dict[str, float]] = {
                     "QQP": 65.5, "MNLI": 75.7, "QNLI": 71.2, "RTE": 53.8},
     "no_aux": {"avg": 75.0, "CoLA": 47.9, "SST-2": 92.0, "MRPC": 84.9, "STS-B": 83.2,
                "QQP": 69.8, "MNLI": 81.1, "QNLI": 86.9, "RTE": 54.4},
+    "lstm": {"avg": 69.1, "CoLA": 30.3, "SST-2": 90.5, "MRPC": 83.2, "STS-B": 71.8,
+             "QQP": 68.1, "MNLI": 73.7, "QNLI": 81.1, "RTE": 54.6},
 }
 PAPER_GLUE_SCORE = 72.8  # Table 4, "GLUE": the evaluation server's score over its nine tasks
 

@@ -1,7 +1,8 @@
 # Fine-tuning: one job per (task, variant, seed), each a one-thread `gptpipe finetune` process
 # (several run side by side; on a GPU node the profile gives each a GPU). Every job depends on
-# the pre-trained model folder and on all declared task data (dvc.yaml's templated stages cannot
-# give each job its own data list, and the two tools must agree). A change to a `finetune` knob
+# the pre-trained model folder (variant lstm: the LSTM branch's, rules/lstm.smk) and on all
+# declared task data (dvc.yaml's templated stages cannot give each job its own data list, and
+# the two tools must agree). A change to a `finetune` knob
 # reruns the fine-tuning jobs (and what reads them), never `pretrain`; adding a task or a seed
 # only adds jobs (gptpipe.workflow.JOB_LIST_KEYS).
 
@@ -21,7 +22,7 @@ wildcard_constraints:
 
 rule finetune:
     input:
-        model="results/pretrain",
+        model=lambda w: gw.pretrain_dir(w.variant),  # variant lstm: the LSTM branch
         data=FINETUNE_DATA,
         code=code("finetune"),
     output:
