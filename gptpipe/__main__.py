@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "shard": ("gptpipe.shard.cli", "encode text into WebDataset shards of token windows"),
     "pretrain": ("gptpipe.pretrain.cli", "pre-train the language model on the shards"),
     "finetune": ("gptpipe.finetune.cli", "fine-tune a model on one task (variant, seed)"),
+    "zeroshot": ("gptpipe.zeroshot.cli", "score pre-training's snapshots zero-shot (Fig. 2)"),
     "report": ("gptpipe.report.cli", "HTML/Markdown report: curves, paper tables, provenance"),
     "plan": ("gptpipe.plan", "what a run will cost (GPU-hours, disk), before it runs"),
     "mirror": ("gptpipe.mirror", "download every declared source into a mirror folder"),

@@ -346,6 +346,12 @@ class PretrainConfig:
     lstm_warmup_updates: int | None = None
     lstm_lr: float | None = None
 
+    # Updates between weight-only snapshots (and one of the untrained model at update 0) for the
+    # `zeroshot` stage; 0: none. Figure 2 (right) traces the zero-shot scores over the whole of
+    # pre-training, and PAPER.md gives no ticks for its x axis: 200,000 of our ~3.36 M updates
+    # give 17 evenly spaced points beside update 0, ~0.47 GB each at 117 M float32 weights.
+    snapshot_every: int = 200_000
+
     def for_lstm(self) -> "PretrainConfig":
         """This recipe with the LSTM branch's run length, warm-up and learning rate."""
         run: dict = {}
@@ -358,6 +364,8 @@ class PretrainConfig:
         return dataclasses.replace(self, **run)
 
     def __post_init__(self) -> None:
+        if self.snapshot_every < 0:
+            raise ValueError("snapshot_every must be >= 0 (0: no snapshots)")
         if min(self.lstm_tokens or 0, self.lstm_updates or 0, self.lstm_warmup_updates or 0) < 0:
             raise ValueError("lstm_tokens, lstm_updates and lstm_warmup_updates must be >= 0")
         if self.lstm_lr is not None and self.lstm_lr <= 0:
@@ -529,6 +537,30 @@ class ReportConfig:
             raise ValueError("title must not be empty; max_notes >= 0")
 
 
+ZEROSHOT_TASKS = ("SST-2", "CoLA", "RACE", "DPRD")  # the four heuristics of Figure 2 (right)
+
+
+@dataclass(frozen=True)
+class ZeroshotConfig:
+    """`zeroshot`: the paper's zero-shot heuristics (§5, Figure 2 right) scored on every weight
+    snapshot that pre-training wrote (`pretrain.snapshot_every`), without fine-tuning."""
+
+    tasks: tuple[Literal["SST-2", "CoLA", "RACE", "DPRD"], ...] = ZEROSHOT_TASKS
+    # Examples scored per task and split (a fixed hash-chosen subset; CoLA's threshold is chosen
+    # on this many train sentences too); 0 = all.
+    max_examples: int = 0
+    batch_size: int = 16  # sequences per forward pass (memory, not results)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present, else CPU
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA with bf16
+
+    def __post_init__(self) -> None:
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
+            raise ValueError("tasks: list each of SST-2, CoLA, RACE, DPRD at most once, and one "
+                             "at least")
+        if self.max_examples < 0 or self.batch_size < 1:
+            raise ValueError("max_examples >= 0 (0: all), batch_size >= 1")
+
+
 SECTIONS: dict[str, type] = {
     "fetch": FetchConfig,
     "ingest": IngestConfig,
@@ -538,6 +570,7 @@ SECTIONS: dict[str, type] = {
     "pretrain": PretrainConfig,
     "finetune": FinetuneConfig,
     "report": ReportConfig,
+    "zeroshot": ZeroshotConfig,
 }
 TOP_LEVEL = {"scale", "mirror", *SECTIONS}  # `mirror` arrives only through Snakemake --config
 

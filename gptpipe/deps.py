@@ -14,7 +14,8 @@ import functools
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
-STAGES = ("fetch", "ingest", "bpe", "shard", "pretrain", "finetune", "report")  # in DAG order
+STAGES = ("fetch", "ingest", "bpe", "shard", "pretrain", "finetune", "zeroshot",
+          "report")  # in DAG order
 
 # Modules the traversal stops at: their only effect on an output goes through the resolved
 # params (which both tools already track: a rule's `knobs`, a DVC stage's `params`), or they

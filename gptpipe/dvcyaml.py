@@ -91,11 +91,11 @@ def stages(params: Mapping[str, Any]) -> dict[str, dict]:
     """dvc.yaml's `stages` for `params` (a params.yaml's contents), in DAG order."""
     cfg = gw.validate(params, params)
     fetch, ft = cfg["fetch"], cfg["finetune"]
-    needed = gw.needed_sources(ft, fetch)
+    needed = gw.needed_sources(ft, fetch, cfg["zeroshot"])
     ingested = [f"results/ingest/{s.name}" for s in fetch.dump_parts]
     jobs = gw.finetune_jobs(ft)
     job_dirs = [gw.finetune_dir(t, v, s) for t, v, s in jobs]
-    only = gw.fetch_only_flags(ft, fetch)
+    only = gw.fetch_only_flags(ft, fetch, cfg["zeroshot"])
     return {
         "fetch": {
             "cmd": f"python -m gptpipe fetch --params params.yaml --output data {only}".strip(),
@@ -147,12 +147,21 @@ def stages(params: Mapping[str, Any]) -> dict[str, dict]:
                 "outs": [gw.finetune_dir("${item.task}", "${item.variant}", "${item.seed}")],
             },
         },
+        "zeroshot": {
+            "cmd": ("python -m gptpipe zeroshot --params params.yaml --pretrain results/pretrain"
+                    " --data data --output results/zeroshot"),
+            "deps": ["results/pretrain", *gw.zeroshot_data(cfg["zeroshot"], fetch),
+                     *stage_code("zeroshot")],
+            "params": _params("zeroshot"),
+            "outs": ["results/zeroshot"],
+        },
         "report": {
             "cmd": (f"python -m gptpipe report --params params.yaml --pretrain results/pretrain"
                     f" --finetune {' '.join(job_dirs)} --bpe results/bpe --shard results/shard"
-                    f" --ingest {' '.join(ingested)} --output results/report"),
+                    f" --ingest {' '.join(ingested)} --zeroshot results/zeroshot"
+                    " --output results/report"),
             "deps": ["results/pretrain", *job_dirs, "results/bpe", "results/shard", *ingested,
-                     *stage_code("report")],
+                     "results/zeroshot", *stage_code("report")],
             "params": _params("report"),
             "outs": ["results/report"],
         },

@@ -65,7 +65,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         "pretrain": {"lr": 1e-3, "warmup_updates": 400, "tokens": 0, "updates": 800,
                      "batch_tokens": 512, "slots": 1, "micro_batch": 4, "eval_every": 200,
                      "eval_tokens": 16_384, "log_every": 20, "checkpoint_every": 200,
-                     "keep_checkpoints": 2,
+                     "keep_checkpoints": 2, "snapshot_every": 100,
                      # The LSTM branch (one thread, ~0.18 s per update of 512 tokens), measured
                      # on the sample's shards: 200 updates (a quarter of the transformer's
                      # tokens) take ~45 s in all. No long warm-up is needed, and a higher rate
@@ -73,6 +73,8 @@ PRESETS: dict[str, dict[str, dict]] = {
                      # 0.16 nats at lr 3e-3, 0.27 at 6e-3, 0.19 at 1e-2 (300 at 1e-3: 0.01).
                      "lstm_updates": 200, "lstm_warmup_updates": 20, "lstm_lr": 6e-3},
         "finetune": _TINY_FINETUNE,
+        # RACE and DPRD are not in the shared sample: the demo scores SST-2 and CoLA only.
+        "zeroshot": {"tasks": ["SST-2", "CoLA"], "max_examples": 200},
     },
     "micro": {
         "fetch": {"corpus": "sample"},
@@ -84,11 +86,12 @@ PRESETS: dict[str, dict[str, dict]] = {
         "pretrain": {"lr": 1e-3, "warmup_updates": 5, "tokens": 0, "updates": 30,
                      "batch_tokens": 512, "slots": 2, "micro_batch": 4, "shuffle_buffer": 64,
                      "eval_every": 10, "eval_tokens": 2_048, "log_every": 5,
-                     "checkpoint_every": 10, "keep_checkpoints": 2},
+                     "checkpoint_every": 10, "keep_checkpoints": 2, "snapshot_every": 10},
         # Two tasks and one ablation run, tens of examples: the workflow tests' DAG.
         "finetune": {**_TINY_FINETUNE, "max_len": 64, "batch": 8, "tasks": ["SST-2", "RTE"],
                      "ablation_tasks": ["SST-2"], "ablation_variants": ["no_pretrain"],
                      "max_train_examples": 32, "max_eval_examples": 32,
                      "transfer_tasks": []},  # tests that need transfer jobs set them
+        "zeroshot": {"tasks": ["SST-2", "CoLA"], "max_examples": 32},
     },
 }

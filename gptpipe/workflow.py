@@ -317,7 +317,7 @@ def _provides(source: Any, rel: str) -> bool:
     return rel == out or rel.startswith(out + "/")
 
 
-def needed_sources(ft_cfg: Any, fetch_cfg: Any) -> list[str]:
+def needed_sources(ft_cfg: Any, fetch_cfg: Any, zs_cfg: Any = None) -> list[str]:
     """Names of the declared sources the `fetch` job fetches, in declaration order: the `other`
     ones, the `dump` ones when the corpus is `sample` (a packaged corpus's parts are `fetch_dump`
     jobs of their own, see `corpus_dumps`), and each task source a configured fine-tuning job
@@ -339,6 +339,7 @@ def needed_sources(ft_cfg: Any, fetch_cfg: Any) -> list[str]:
                     f"finetune: task {task} reads data/{rel}, which no `fetch.sources` entry "
                     "with role 'task' provides")
             used.update(hits)
+    used.update(zeroshot_sources(zs_cfg, fetch_cfg))
     sample = fetch_cfg.corpus == "sample"
     return [s.name for s in fetch_cfg.sources
             if s.role == "other" or (s.role == "dump" and sample) or s.name in used]
@@ -403,9 +404,9 @@ def skip_flags(left_out: Mapping[str, Mapping[str, tuple[str, str]]]) -> str:
     return " ".join(["--skipped", *map(shlex.quote, names)]) if names else ""
 
 
-def fetch_only_flags(ft_cfg: Any, fetch_cfg: Any) -> str:
+def fetch_only_flags(ft_cfg: Any, fetch_cfg: Any, zs_cfg: Any = None) -> str:
     """`--only NAME ...` for `gptpipe fetch` when some declared source is not needed (else '')."""
-    names = needed_sources(ft_cfg, fetch_cfg)
+    names = needed_sources(ft_cfg, fetch_cfg, zs_cfg)
     if len(names) == len(fetch_cfg.sources):
         return ""
     return "--only " + " ".join(shlex.quote(n) for n in names)
@@ -416,7 +417,7 @@ def fetch_knobs(file_params: Mapping, config: Mapping) -> str:
     task's source does not refetch (and so rerun) everything. Less `corpus` and
     `dump_base_url` too: they concern the `fetch_dump` jobs (the job list, and where from)."""
     cfg = validate(file_params, config)
-    names = set(needed_sources(cfg["finetune"], cfg["fetch"]))
+    names = set(needed_sources(cfg["finetune"], cfg["fetch"], cfg["zeroshot"]))
     knob = json.loads(knobs(file_params, config, "fetch"))
     knob["sources"] = [s for s in knob["sources"] if s["name"] in names]
     knob.pop("corpus")
@@ -430,3 +431,30 @@ def finetune_data(ft_cfg: Any, fetch_cfg: Any) -> list[str]:
     (whose templated stages cannot give each job its own list of deps)."""
     names = set(needed_sources(ft_cfg, fetch_cfg))
     return [f"data/{s.path}" for s in fetch_cfg.sources if s.role == "task" and s.name in names]
+
+
+# --------------------------------------------------------------------------- zeroshot job
+
+
+def zeroshot_sources(zs_cfg: Any, fetch_cfg: Any) -> list[str]:
+    """Names of the task sources the `zeroshot` job reads a file of (none without a config).
+    Raises ConfigError when no declared task source provides one of its files."""
+    if zs_cfg is None:
+        return []
+    from .zeroshot.data import files_read
+
+    tasks = [s for s in fetch_cfg.sources if s.role == "task"]
+    used: list[str] = []
+    for rel in files_read(zs_cfg):
+        hits = [s.name for s in tasks if _provides(s, rel)]
+        if not hits:
+            raise ConfigError(f"zeroshot: reads data/{rel}, which no `fetch.sources` entry with "
+                              "role 'task' provides")
+        used += hits
+    return list(dict.fromkeys(used))
+
+
+def zeroshot_data(zs_cfg: Any, fetch_cfg: Any) -> list[str]:
+    """The outputs (under `data/`) of the task sources the `zeroshot` job reads: its data deps."""
+    names = set(zeroshot_sources(zs_cfg, fetch_cfg))
+    return [f"data/{s.path}" for s in fetch_cfg.sources if s.name in names]

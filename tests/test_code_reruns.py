@@ -17,7 +17,7 @@ import pytest
 from workflow_projects import DVC, clone, planned, run
 
 pytestmark = pytest.mark.slow
-ORDER = ("fetch", "ingest", "bpe", "shard", "pretrain", "finetune", "report")
+ORDER = ("fetch", "ingest", "bpe", "shard", "pretrain", "finetune", "zeroshot", "report")
 EDITED = {  # stage -> a module of its package that the old hand-written lists left out
     "fetch": "gptpipe/fetch/sources.py",
     "ingest": "gptpipe/ingest/articles.py",  # which pages are kept, each page's split
@@ -25,12 +25,14 @@ EDITED = {  # stage -> a module of its package that the old hand-written lists l
     "shard": "gptpipe/shard/writer.py",
     "pretrain": "gptpipe/pretrain/loader.py",  # the pre-training data order
     "finetune": "gptpipe/finetune/data.py",
+    "zeroshot": "gptpipe/zeroshot/heuristics.py",
     "report": "gptpipe/report/tables.py",
 }
 # What reads each stage's outputs (the Snakefile's and dvc.yaml's edges).
-READERS = {"fetch": {"ingest", "finetune"}, "ingest": {"bpe", "shard", "report"},
+READERS = {"fetch": {"ingest", "finetune", "zeroshot"}, "ingest": {"bpe", "shard", "report"},
            "bpe": {"shard", "pretrain", "report"}, "shard": {"pretrain", "report"},
-           "pretrain": {"finetune", "report"}, "finetune": {"report"}, "report": set()}
+           "pretrain": {"finetune", "zeroshot", "report"}, "finetune": {"report"},
+           "zeroshot": {"report"}, "report": set()}
 
 
 def downstream(stage: str) -> set[str]:
@@ -59,8 +61,9 @@ class Edit:
 
 
 def test_downstream_is_the_dag():
-    assert downstream("ingest") == {"ingest", "bpe", "shard", "pretrain", "finetune", "report"}
-    assert downstream("pretrain") == {"pretrain", "finetune", "report"}
+    assert downstream("ingest") == {"ingest", "bpe", "shard", "pretrain", "finetune", "zeroshot",
+                                    "report"}
+    assert downstream("pretrain") == {"pretrain", "finetune", "zeroshot", "report"}
     assert downstream("fetch") == set(ORDER)
 
 

@@ -25,7 +25,7 @@ from workflow_projects import (
 )
 
 pytestmark = pytest.mark.slow
-EVERY_RULE = {"fetch", "ingest", "bpe", "shard", "pretrain", "finetune", "report"}
+EVERY_RULE = {"fetch", "ingest", "bpe", "shard", "pretrain", "finetune", "zeroshot", "report"}
 MICRO_JOBS = {"SST-2/full/seed0", "RTE/full/seed0", "SST-2/no_pretrain/seed0"}
 
 
@@ -66,14 +66,17 @@ def test_a_finetune_knob_reruns_finetune_and_report_only(smk, micro_smk, mirror_
 
 def test_a_vocabulary_change_reruns_everything_from_bpe(micro_smk, mirror_env):
     plan = planned(micro_smk, "all", "bpe={vocab_size: 512}", env=mirror_env)
-    assert plan == {"bpe": 1, "shard": 1, "pretrain": 1, "finetune": 3, "report": 1}
+    assert plan == {"bpe": 1, "shard": 1, "pretrain": 1, "finetune": 3, "zeroshot": 1,
+                    "report": 1}
 
 
 @pytest.mark.parametrize("override, rules", [
-    ("model={n_layer: 1}", {"pretrain", "finetune", "report"}),
-    ("pretrain={lr: 0.0005}", {"pretrain", "finetune", "report"}),
-    ("shard={samples_per_shard: 100}", {"shard", "pretrain", "finetune", "report"}),
-    ("ingest={min_chars: 50}", {"ingest", "bpe", "shard", "pretrain", "finetune", "report"}),
+    ("model={n_layer: 1}", {"pretrain", "finetune", "zeroshot", "report"}),
+    ("pretrain={lr: 0.0005}", {"pretrain", "finetune", "zeroshot", "report"}),
+    ("shard={samples_per_shard: 100}", {"shard", "pretrain", "finetune", "zeroshot", "report"}),
+    ("ingest={min_chars: 50}", {"ingest", "bpe", "shard", "pretrain", "finetune", "zeroshot",
+                                "report"}),
+    ("zeroshot={max_examples: 8}", {"zeroshot", "report"}),
     ("report={max_notes: 2}", {"report"}),
 ])
 def test_each_knob_reruns_what_reads_it(micro_smk, mirror_env, override, rules):
@@ -87,7 +90,7 @@ def test_a_deleted_output_reruns_it_and_what_depends_on_it(smk, micro_smk, mirro
     assert finetune_figures(smk) == finetune_figures(micro_smk)
     shutil.rmtree(smk / "results/shard")
     assert planned(smk, env=mirror_env) == {"shard": 1, "pretrain": 1, "finetune": 3,
-                                            "report": 1}
+                                            "zeroshot": 1, "report": 1}
 
 
 def test_scale_reaches_every_stage_from_the_command_line(micro_smk, mirror_env):

@@ -148,7 +148,8 @@ def test_soak_sigkill_in_every_stage_recovers_as_readme_says(micro_smk, mirror_e
                                 offset)
         # This run redid the stage the previous one was killed in, and nothing before it.
         plan = job_counts(printed)
-        expected = {s for s, *_ in STAGES[max(i - 1, 0):]} | {"report"}
+        # (every run redoes pre-training or an earlier stage, so zeroshot too)
+        expected = {s for s, *_ in STAGES[max(i - 1, 0):]} | {"zeroshot", "report"}
         assert set(plan) == expected, (stage, plan, printed[-3000:])
 
         # Killed mid-stage: nothing of the stage looks complete (absent, or marked incomplete
@@ -176,7 +177,9 @@ def test_soak_sigkill_in_every_stage_recovers_as_readme_says(micro_smk, mirror_e
     printed = res.stdout + res.stderr
     assert res.returncode == 0, printed[-4000:] + _logs_tail(proj)
     plan = job_counts(printed)
-    assert set(plan) == {"finetune", "report"} and 1 <= plan["finetune"] <= 3, plan
+    # zeroshot runs beside the fine-tuning jobs: the last kill may have caught it too
+    assert {"finetune", "report"} <= set(plan) <= {"finetune", "zeroshot", "report"}, plan
+    assert 1 <= plan["finetune"] <= 3, plan
     wall = time.monotonic() - t0
     print(f"soak: 6 kills and recoveries in {wall:.0f} s")
 

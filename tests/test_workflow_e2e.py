@@ -55,6 +55,9 @@ def test_snakemake_pretrains_below_the_unigram_baseline(smk_project):
     assert [r["step"] for r in lines if r["val_loss"] is not None] == [200, 400, 600, 800]
     assert json.loads((out / "config.json").read_text())["model"]["n_layer"] == 4
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))  # the test extra has it
+    # Weight snapshots for the zeroshot stage: the untrained model and every 100 updates.
+    index = json.loads((out / "snapshots/index.json").read_text())
+    assert [s["update"] for s in index] == list(range(0, 801, 100))
     # Checkpoints stay outside the output, so that a rerun can resume from them.
     assert list((smk_project / "results/checkpoints/pretrain").glob("*/step-*/meta.json"))
     assert "val loss" in (smk_project / "results/logs/pretrain.log").read_text()
@@ -111,6 +114,11 @@ def test_snakemake_reports_every_run_beside_the_paper(smk_project):
     assert [(r["task"], r["k"]) for r in data["layers_transferred"]] == [
         ("SST-2", 0), ("SST-2", 2), ("SST-2", 4)]
     assert (smk_project / "results/logs/report.log").is_file()
+    # Figure 2 (right): the zero-shot scores of SST-2 and CoLA over the 9 snapshots, 200 each.
+    zs = data["zeroshot"]
+    assert {t: (r["examples"], len(r["points"])) for t, r in zs["tasks"].items()} == {
+        "SST-2": (200, 9), "CoLA": (200, 9)}
+    assert set(zs["not_run"]) == {"RACE", "DPRD"} and "Zero-shot" in page
 
 
 def test_snakemake_report_holds_the_figures(smk_project, shared_data):

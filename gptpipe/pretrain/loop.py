@@ -85,6 +85,8 @@ class Trainer:
     last_checkpoint: str | None = None
     deadline: Deadline = NEVER  # rank 0's: when to checkpoint and stop before the job's limit
     events: EventLog | None = None  # rank 0's TensorBoard view of the metric records
+    # rank 0's: called with the update count after every update (weight snapshots for zeroshot)
+    after_update: Callable[[int], None] | None = None
 
     # ----------------------------------------------------------------- state
 
@@ -144,6 +146,8 @@ class Trainer:
                 self._log(record, window)
                 window = Window()
             self.progress.update(done, record["loss"], lr, record.get("tokens_per_s"))
+            if self.after_update is not None:
+                self.after_update(done)
             if save:
                 self._checkpoint(done)
             if stop:

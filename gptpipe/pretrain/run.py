@@ -33,12 +33,14 @@ from .deadline import NEVER, TimeLimitStop, from_slurm
 from .loop import Trainer, evaluate_lm, mean_mfu
 from .metrics import MetricsLog, Progress, peak_flops
 from .schedule import RunShape, run_shape
+from .snapshots import FOLDER as SNAPSHOTS
+from .snapshots import Snapshots
 
 # Knobs that change what is watched, not what is learned: a resumed run may change them.
 # `micro_batch` too: it sizes the forward passes (GPU memory), not the data, so a run moved to
 # other GPUs may change it; the updates then differ by float rounding only.
 OBSERVING = ("eval_every", "eval_tokens", "log_every", "checkpoint_every", "keep_checkpoints",
-             "compile", "time_limit_margin", "micro_batch")
+             "compile", "time_limit_margin", "micro_batch", "snapshot_every")
 log = logging.getLogger(__name__)
 
 
@@ -126,7 +128,14 @@ def _run(model_cfg: ModelConfig, cfg: PretrainConfig, paths: Paths, env: dd.Dist
     trainer.deadline = deadline
     trainer.events = open_log(store.run_dir / EVENTS_DIR, restored.step if restored else 0) \
         if env.is_main else None
+    # Only the transformer's run feeds the zeroshot stage (Figure 2): the LSTM branch keeps none.
+    every = cfg.snapshot_every if gpt.arch == "transformer" else 0
+    snaps = Snapshots(store.run_dir, every, shape.updates)
+    if env.is_main:
+        trainer.after_update = lambda done: snaps.maybe_save(done, model)
     start = trainer.resume(restored) if restored else 0
+    if env.is_main and start == 0:
+        snaps.maybe_save(0, model)  # the untrained model: Figure 2's left end
     _log_start(gpt, shape, env, model, start)
     try:
         final = trainer.run(start) or trainer.evaluate(True)
@@ -138,7 +147,7 @@ def _run(model_cfg: ModelConfig, cfg: PretrainConfig, paths: Paths, env: dd.Dist
     if not env.is_main:
         return {}
     figures = _figures(trainer, shape, info, final, model, env, wall0, restored)
-    _write_output(paths, model, gpt, trainer, figures, model_cfg, cfg, env)
+    _write_output(paths, model, gpt, trainer, figures, model_cfg, cfg, env, snaps)
     return figures
 
 
@@ -197,7 +206,8 @@ def _figures(trainer: Trainer, shape: RunShape, info: data.DataInfo, final: dict
 
 
 def _write_output(paths: Paths, model: GPT, gpt: GPTConfig, trainer: Trainer, figures: dict,
-                  model_cfg: ModelConfig, cfg: PretrainConfig, env: dd.DistEnv) -> None:
+                  model_cfg: ModelConfig, cfg: PretrainConfig, env: dd.DistEnv,
+                  snaps: Snapshots | None = None) -> None:
     resolved = {"model": to_dict(model_cfg), "pretrain": to_dict(cfg),
                 "gpt": dataclasses.asdict(gpt), "shards": str(paths.shards),
                 "tokenizer": str(paths.tokenizer), "checkpoints": str(trainer.checkpoints.run_dir),
@@ -209,5 +219,7 @@ def _write_output(paths: Paths, model: GPT, gpt: GPTConfig, trainer: Trainer, fi
         write_curves(tmp / "metrics.jsonl", tmp / "curves")  # for `dvc plots`
         write_json(tmp / "metrics.json", figures)
         write_json(tmp / "config.json", resolved)
+        if snaps is not None and snaps.every > 0:
+            snaps.export(tmp / SNAPSHOTS, trainer.shape.batch_tokens)
     log.info("wrote %s: val loss %.4f (unigram baseline %.4f), %.4f bits per byte", paths.output,
              figures["val_loss"], figures["unigram_val_loss"], figures["val_bpb"])

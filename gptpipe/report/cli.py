@@ -33,6 +33,7 @@ from ..config import (
 )
 from . import chance, collect, figures, glue_zip, provenance, render, tables, transfer
 from . import scores as dvc_scores
+from . import zeroshot as zeroshot_report
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class Inputs:
     bpe: Path
     shard: Path
     ingest: tuple[Path, ...]
+    zeroshot: Path | None = None  # the `zeroshot` stage's folder (section "Zero-shot")
 
 
 def _recorded(pre: collect.Pretrain, runs: Sequence[Mapping], bpe: Mapping, shard: Mapping,
@@ -206,6 +208,10 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
     layers = transfer.layers_section(runs, resolved["finetune"], not_run)  # Figure 2, left
     figs = [*figs, *layers.figures]
     sections.insert(2, layers.section)  # after "Fine-tuning beside the paper"
+    zs = zeroshot_report.section(inputs.zeroshot) if inputs.zeroshot else None
+    if zs:  # Figure 2 (right), after its left half ("Layers transferred")
+        sections.insert(3, zs[0])
+        figs = [*figs, zs[1]]
     doc = {
         "title": cfg.title, "scale": params.get("scale", "tiny"),
         "tables": {name: frame.to_dicts() for name, frame in results.items()},
@@ -216,6 +222,7 @@ def run(cfg: ReportConfig, params: Mapping, inputs: Inputs, output: Path,
         "not_run": not_run, "glue_archive": glue_zip.summary(archive),
         "layers_transferred": layers.rows,
         "tokenizer": bpe, "shards": shard, "ingest": parts, "provenance": prov,
+        "zeroshot": zs[2] if zs else None,
         "jobs": [{"task": r["task"], "variant": r["variant"], "seed": r["seed"], "file": r["file"]}
                  for r in runs],
     }
@@ -243,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="`shard` output folder (manifest.json)")
     parser.add_argument("--ingest", nargs="+", required=True, type=Path, metavar="DIR",
                         help="`ingest` output folders (stats.json)")
+    parser.add_argument("--zeroshot", type=Path, metavar="DIR",
+                        help="`zeroshot` output folder (metrics.json): the Zero-shot section")
     parser.add_argument("--output", required=True, type=Path, metavar="DIR",
                         help="report folder to write (replaced as a whole)")
     parser.add_argument("--not-run", action="append", default=[], metavar="TASK=WHY",
@@ -254,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             params = {**params, "scale": args.scale}
         cfg = resolve_section(params, "report", parse_set(args.set), where=str(args.params))
         inputs = Inputs(args.pretrain, tuple(args.finetune), args.bpe, args.shard,
-                        tuple(args.ingest))
+                        tuple(args.ingest), args.zeroshot)
         not_run = {}
         for item in args.not_run:
             task, sep, why = item.partition("=")

@@ -63,14 +63,14 @@ if LEFT_OUT:
 
 
 # The declared sources this configuration reads (the dump parts, the configured tasks' data).
-NEEDED_SOURCES = gw.needed_sources(CFG["finetune"], CFG["fetch"])
+NEEDED_SOURCES = gw.needed_sources(CFG["finetune"], CFG["fetch"], CFG["zeroshot"])
 
 
 def fetch_extra():
     flags = " ".join(
         f
         for f in (
-            gw.fetch_only_flags(CFG["finetune"], CFG["fetch"]),
+            gw.fetch_only_flags(CFG["finetune"], CFG["fetch"], CFG["zeroshot"]),
             gw.skip_flags(LEFT_OUT),
             overrides("fetch"),
         )

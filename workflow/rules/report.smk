@@ -10,6 +10,7 @@ rule report:
         bpe="results/bpe",
         shard="results/shard",
         ingest=expand("results/ingest/{part}", part=PARTS),
+        zeroshot="results/zeroshot",
         code=code("report"),
     output:
         report(
@@ -28,4 +29,5 @@ rule report:
     shell:
         "python -m gptpipe report --params params.yaml --pretrain {input.pretrain}"
         " --finetune {input.finetune} --bpe {input.bpe} --shard {input.shard}"
-        " --ingest {input.ingest} --output {output} {params.extra} 2> {log}"
+        " --ingest {input.ingest} --zeroshot {input.zeroshot}"
+        " --output {output} {params.extra} 2> {log}"
