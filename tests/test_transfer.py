@@ -164,9 +164,10 @@ def test_transfer_jobs_at_gpt1_are_listed_and_costed():
     moved = [j for j in jobs if j[1].startswith("transfer")]
     assert len(moved) == 2 * 13 * 3 and ("RACE", "transfer12", 2) in moved
     plan = estimate(cfg, gpus=8)
-    assert plan["finetune_jobs"] == len(jobs)
+    transformer = [j for j in jobs if j[1] != "lstm"]  # the LSTM branch's are costed apart
+    assert plan["finetune_jobs"] == len(transformer)
     by_task = {t["task"]: t["jobs"] for t in plan["finetune"]}
-    assert by_task["MNLI"] == sum(1 for t, _, _ in jobs if t == "MNLI") > 13 * 3
+    assert by_task["MNLI"] == sum(1 for t, _, _ in transformer if t == "MNLI") > 13 * 3
     tiny = gw.finetune_jobs(gw.validate(_params("tiny"), {})["finetune"])
     assert [j for j in tiny if j[1].startswith("transfer")] == [
         ("SST-2", "transfer0", 0), ("SST-2", "transfer2", 0), ("SST-2", "transfer4", 0)]
