@@ -192,8 +192,9 @@ def test_fresh_special_rows_redraw_start_delimiter_and_extract_only(model_dir, m
 
 
 def test_exact_merges_on_the_sample_text_through_the_stage(tmp_path, sample_texts):
-    """478 + 500: exactly 500 merges on the sample's 238 most frequent characters, and the
-    same tokenizer from the stage (which reads the ingest folder twice) as from a list."""
+    """478 + 500: exactly 500 merges on the sample's 238 most frequent characters and the line
+    break, and the same tokenizer from the stage (which reads the ingest folder twice) as from
+    a list."""
     texts = sample_texts[:40]
     rows = [{"id": i, "title": f"t{i}", "text": t, "split": "train"} for i, t in enumerate(texts)]
     part = write_ingest_dir(tmp_path / "ingest", rows)
@@ -205,19 +206,25 @@ def test_exact_merges_on_the_sample_text_through_the_stage(tmp_path, sample_text
     assert len(model["merges"]) == 500 == figures["merges"]
     assert json.loads((tmp_path / "bpe/bpe.json").read_text())["merges"] == 500
     singles = [t for t in model["vocab"] if len(t.removesuffix(vocab.END_OF_WORD)) == 1]
-    assert len(singles) == 2 * 238  # each character alone and word-final
+    # each character alone and word-final, and the line break, a word of its own: GPT-1's 478
+    assert len(singles) == 2 * 238 + 1 and "\n</w>" in singles and "\n" not in singles
     ids = vocab.special_ids(tok)
     assert ids.base_vocab == len(model["vocab"]) == figures["base_vocab"]
-    assert ids.base_vocab <= 1 + 2 * 238 + 500  # a merge may remake a token
+    assert ids.base_vocab <= 478 + 500  # a merge may remake a token
+    assert sorted(model["vocab"].values()) == list(range(ids.base_vocab))  # no gap
+    paragraphs = tok.encode("The end.\n\n  Next one")
+    stop = paragraphs.tokens.index(".</w>")  # the blank line and spaces: one line-break word
+    assert paragraphs.tokens[stop + 1] == "\n</w>" != paragraphs.tokens[stop + 2]
+    assert "\n" in tok.decode(paragraphs.ids)
     assert [a["content"] for a in json.loads(tok.to_str())["added_tokens"]] == [
         vocab.UNK, *vocab.SPECIAL_TOKENS]  # the word-final symbols are plain tokens
     # The tie-breaking is fixed: the same text gives the same tokenizer, also from a list.
     assert bpe.train(texts, cfg).to_str() == tok.to_str()
-    # HF's count (exact_merges false): 978 tokens in all, the merges what the 477 symbols
+    # HF's count (exact_merges false): 978 tokens in all, the merges what the 478 symbols
     # leave (at least; more if a merge remakes a token).
     hf = bpe.train(texts, dataclasses.replace(cfg, exact_merges=False))
     assert vocab.special_ids(hf).base_vocab == 978
-    assert len(json.loads(hf.to_str())["model"]["merges"]) >= 978 - 477
+    assert len(json.loads(hf.to_str())["model"]["merges"]) >= 978 - 478
 
 
 def test_alphabet_counts_what_hf_counts(sample_texts):

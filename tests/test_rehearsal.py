@@ -47,10 +47,9 @@ ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # this salt holds out a single short article at val_fraction 0.01 ("A Modest Proposal",
 # 11,059 characters: a few thousand tokens), the 97 others train.
 INGEST_SETS = ("val_fraction=0.01", "split_salt=rehearsal-2")
-# bpe.min_frequency 1: at the default 2 the sample's text yields only 27,997 tokens.
-# exact_merges false: V tokens in all (HF's count), GPT-1's rows, the shape rehearsed here;
-# the default's exact 40,000 merges are tests/test_orig.py's (on 477 symbols: 40,477).
-BPE_SETS = ("style=gpt1", f"vocab_size={V}", "min_frequency=1", "exact_merges=false")
+# bpe.min_frequency 1: at the default 2 the sample's text yields only 27,997 tokens. The rest
+# is gpt1's default: style gpt1, exactly 40,000 merges on GPT-1's 478 symbols.
+BPE_SETS = ("min_frequency=1",)
 # 2 slots of 1 sequence per update (pretrain.slots), one per rank, one forward pass each;
 # eval_every stays at its default (1,000), past the run: only the final validation happens.
 # A checkpoint (1.4 GB: weights and AdamW's moments) takes seconds: the straight run writes
@@ -135,21 +134,22 @@ def test_rehearsal_bpe_learns_gpt1s_40478_tokens(chain):
     assert tok.token_to_id(vocab.UNK) == 0
     spec = json.loads(tok.to_str())["model"]
     assert spec["end_of_word_suffix"] == vocab.END_OF_WORD
-    # <unk>, the symbols (each character alone and at a word's end) and one token per merge.
-    # GPT-1 had 478 symbols and 40,000 merges; here the 238 characters kept (each in both
-    # forms, `\n</w>` aside), and with exact_merges false the 40,478 hold 40,001 (printed).
+    # <unk>, the symbols and one token per merge, as GPT-1: 478 symbols (<unk>, the 238
+    # characters kept, each alone and at a word's end, and the line break `\n</w>`, a word of
+    # its own) and exactly 40,000 merges (bpe.exact_merges).
     chars = {t.removesuffix(vocab.END_OF_WORD) for t, i in tok.get_vocab().items()
              if 0 < i < V and len(t.removesuffix(vocab.END_OF_WORD)) == 1}
     symbols = [t for t, i in tok.get_vocab().items()
                if 0 < i < V and t.removesuffix(vocab.END_OF_WORD) in chars]
     print(f"\n[rehearsal] bpe: {len(chars)} characters, {len(symbols)} symbols, "
           f"{len(spec['merges'])} merges")
-    assert len(chars) <= 238 and 1 + len(symbols) + len(spec["merges"]) == V
+    assert len(chars) == 238 + 1 and "\n</w>" in symbols and "\n" not in symbols
+    assert 1 + len(symbols) == 478 and len(spec["merges"]) == 40_000
     assert tok.encode("The Gulf WAR").ids == tok.encode("the gulf war").ids  # lowercased
     figures = json.loads((chain / "bpe/bpe.json").read_text())
     assert figures["config"] == {"vocab_size": V, "style": "gpt1", "min_frequency": 1,
                                  "limit_alphabet": 238, "max_chars": 0,  # all the text
-                                 "exact_merges": False}
+                                 "exact_merges": True}
 
 
 def test_rehearsal_shards_hold_512_token_windows_and_a_small_val_split(chain):

@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Iterable, Iterator
 
 from tokenizers import (
+    Regex,
     Tokenizer,
     decoders,
     models,
@@ -33,9 +34,16 @@ def _new_tokenizer(style: str) -> Tokenizer:
     if style == "gpt1":
         tok = Tokenizer(models.BPE(unk_token=UNK, end_of_word_suffix=END_OF_WORD))
         # The original ran ftfy + spaCy and lowercased; NFKC + lowercase + a split on
-        # whitespace and punctuation is the closest dependency-free equivalent.
-        tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        # whitespace and punctuation (BERT's rules) is the closest dependency-free equivalent.
+        # Like the original's text_standardize, a line break (with the blanks around it) is a
+        # word of its own, `\n</w>`, so paragraph breaks survive; other whitespace separates.
+        tok.normalizer = normalizers.Sequence([
+            normalizers.NFKC(), normalizers.Lowercase(),
+            normalizers.Replace(Regex(r"\s*\n\s*"), NEWLINE)])
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(r"[^\S\n]+"), "removed"),
+            pre_tokenizers.Split(NEWLINE, "isolated"),
+            pre_tokenizers.Punctuation("isolated")])
         tok.decoder = decoders.BPEDecoder(suffix=END_OF_WORD)
     else:
         tok = Tokenizer(models.BPE())
@@ -44,7 +52,9 @@ def _new_tokenizer(style: str) -> Tokenizer:
     return tok
 
 
-# What Rust's `char::is_whitespace` (HF's BertPreTokenizer) drops: Unicode's White_Space.
+NEWLINE = "\n"  # a word of its own in the gpt1 style; only ever a whole word: `\n</w>`
+
+# What Rust's `char::is_whitespace` (BERT's pre-tokenizer) drops: Unicode's White_Space.
 WHITESPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
                        + "".join(map(chr, range(0x2000, 0x200B))))
 
@@ -66,14 +76,17 @@ def _trainer(cfg: BpeConfig, chars: list[str] | None = None) -> trainers.BpeTrai
         # Every character's word-final form, passed as a special token so that it has its id
         # before training: HF would number those it meets in hash order, and break ties between
         # merges of equal count by those ids (`_gpt1_vocab` makes them plain tokens again).
-        finals = [c + END_OF_WORD for c in chars]
-        target = 1 + 2 * len(chars) + merges_wanted(cfg) if cfg.exact_merges else cfg.vocab_size
+        # The line break is a symbol only in its word-final form: it joins the alphabet while
+        # training (one symbol more, `_gpt1_vocab` drops its bare form), whatever the text.
+        finals = [c + END_OF_WORD for c in [*chars, NEWLINE]]
+        target = (2 + 2 * len(chars) + merges_wanted(cfg) if cfg.exact_merges
+                  else cfg.vocab_size) + 1
         return trainers.BpeTrainer(
             vocab_size=target,
             min_frequency=cfg.min_frequency,
             special_tokens=[UNK, *finals],
-            limit_alphabet=max(1, len(chars)),
-            initial_alphabet=chars,
+            limit_alphabet=len(chars) + 1,
+            initial_alphabet=[*chars, NEWLINE],
             end_of_word_suffix=END_OF_WORD,
             show_progress=False,
         )
@@ -138,9 +151,14 @@ def _gpt1_vocab(tok: Tokenizer, n: int | None, source: str, counted: _CountingIt
     merges = [m.split(" ") if isinstance(m, str) else m for m in model["merges"]]
     vocab = model["vocab"]
     symbols = vocab["".join(merges[0])] if merges else len(vocab)  # the first merge's new id
+    # The bare line break (never a piece: its word is itself) goes; merged tokens move down.
+    vocab.pop(NEWLINE, None)
     order = sorted((t for t, i in vocab.items() if i < symbols),
                    key=lambda t: (t != UNK, t.endswith(END_OF_WORD) and t != END_OF_WORD, t))
+    shift = symbols - len(order)
+    vocab.update({t: i - shift for t, i in vocab.items() if i >= symbols})
     vocab.update({t: i for i, t in enumerate(order)})
+    symbols = len(order)
     spec["added_tokens"] = [a for a in spec["added_tokens"] if a["content"] == UNK]
     spec["added_tokens"][0]["id"] = 0
     if n is None:
