@@ -57,7 +57,7 @@ def node_limits() -> tuple[int, int]:
 # core get 2, the others 1). Snakemake sets OMP_NUM_THREADS to them, so a run that is to compute
 # exactly the same numbers must use the same counts.
 LOCAL_THREADS = {"ingest": 2, "bpe": 1, "shard": 2, "pretrain": 2, "pretrain_lstm": 1,
-                 "finetune": 1}
+                 "finetune": 1, "zeroshot": 1}
 
 
 def fitted_overrides(proj: Path, threads: dict[str, int] | None = None,
