@@ -48,8 +48,8 @@ FIGURES: dict[str, tuple[str, str]] = {
                         "std) beside the paper's figures (black ticks), Tables 2-4, in percent; red "
                         "marks: chance on the split scored."),
     "ablations": ("Ablations", "Table 5: full model, without pre-training, without the "
-                  "auxiliary LM loss; mean ± std over seeds, the paper's figures as ticks, "
-                  "chance in red."),
+                  "auxiliary LM loss, and the LSTM with it; mean ± std over seeds, the paper's "
+                  "figures as ticks, chance in red."),
 }
 _SPLIT_NOTE = ("Ours: mean ± sample standard deviation over n seeds, measured on the labelled "
                "test split where one exists, else on dev. The paper's GLUE figures are the "
