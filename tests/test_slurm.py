@@ -63,7 +63,8 @@ def test_micro_dag_through_slurm_matches_the_local_run(micro_slurm, micro_smk):
     # Every job went through sbatch; the three fine-tuning jobs as one bundle (the profile's
     # group), not three allocations.
     assert set(jobs) == {*(f"rule_{r}" for r in ("fetch", "ingest", "bpe", "shard", "pretrain",
-                                                 "report")), "group_finetune_finetune"}
+                                                 "zeroshot", "report")),
+                         "group_finetune_finetune"}
     assert {where: len(ids) for where, ids in jobs.items()} == dict.fromkeys(jobs, 1)
     logs = slurm_logs(out)
     assert len(logs) == len(jobs) and all(log.is_file() for log in logs), logs
